@@ -1,0 +1,123 @@
+"""The ``srquant`` command line: models, eval, train (quantize, export, rd and bench grow here as they land)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .data.benchmark import BenchmarkFolder
+
+
+def _datasets(args: argparse.Namespace, scale: int) -> list[BenchmarkFolder]:
+    if not args.data:
+        return [BenchmarkFolder.demo(scale)]
+    return [BenchmarkFolder(d, scale) for d in args.data]
+
+
+def _build_model(args: argparse.Namespace):
+    from .models import create, get_spec
+
+    spec = get_spec(args.model)
+    if args.weights is None and args.scale not in spec.default_weights:
+        raise SystemExit(
+            f"srquant: {spec.name} x{args.scale} has no embedded weights; pass --weights "
+            f"(embedded: {', '.join(f'{n} x{s}' for n in ['abpn'] for s in get_spec(n).default_weights)})"
+        )
+    return create(args.model, args.scale, weights=args.weights, pretrained=args.weights is None)
+
+
+def _print_table(records) -> None:
+    from .results import markdown_table
+
+    print(markdown_table(records), end="")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from .models import get_spec, list_models
+
+    for name in list_models(args.filter):
+        spec = get_spec(name)
+        embedded = ",".join(f"x{s}" for s in spec.default_weights) or "-"
+        scales = ",".join(f"x{s}" for s in spec.scales)
+        print(f"{name:16s} scales {scales:10s} range [0,{spec.input_range:g}] {spec.color:3s} embedded {embedded:8s} {spec.description}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate import bicubic_predictor, evaluate, model_predictor
+    from .results import write_results
+
+    kwargs = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet)
+    if args.model == "bicubic":
+        predict, name, backend = bicubic_predictor(args.scale), "bicubic", "numpy"
+        kwargs["method"] = "bicubic"
+    else:
+        model = _build_model(args)
+        predict, name, backend = model_predictor(model, model.sr_info), model.sr_info.name, "torch"
+    records = evaluate(predict, _datasets(args, args.scale), model=name, backend=backend, **kwargs)
+    _print_table(records)
+    if args.json:
+        write_results(args.json, records)
+        print(f"wrote {args.json}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(args.model, args.scale, args.data, iters=args.iters, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed)
+    summary = train(cfg, args.out, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="srquant", description="Post-training quantization of super-resolution networks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the registered architectures")
+    p.add_argument("filter", nargs="?", default="*", help="glob pattern on model names")
+    p.set_defaults(func=cmd_models)
+
+    def model_args(p: argparse.ArgumentParser, default_model: str | None = "abpn") -> None:
+        p.add_argument("--model", default=default_model, help="registered model name (see `srquant models`)")
+        p.add_argument("--scale", type=int, default=4)
+        p.add_argument("--weights", help="checkpoint; default: the model's embedded weights")
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", action="append", help="benchmark folder (repeatable); default: scikit-image demo photos")
+        p.add_argument("--channel", choices=["y", "rgb"], default="y", help="metric channel (default: MATLAB Y)")
+        p.add_argument("--shave", type=int, help="border cut before the metric (default: the scale)")
+        p.add_argument("--gray", choices=["native", "rgb2y"], default="native", help="how single-channel HR images are scored on Y")
+        p.add_argument("--json", help="write the result schema here")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("eval", help="evaluate a model (or `--model bicubic`) on benchmark folders")
+    model_args(p)
+    data_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a small model (the embedded defaults) on a folder of HR images")
+    model_args(p)
+    p.add_argument("--data", required=True, help="folder of HR training images")
+    p.add_argument("--out", required=True, help="where to write the state dict")
+    p.add_argument("--iters", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--patch", type=int, default=48, help="LR patch size")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+        print(f"srquant: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

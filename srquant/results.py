@@ -1,0 +1,77 @@
+"""The one result schema of srquant: ``{"srquant_version", "results": [record, ...]}``, written atomically."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+
+@dataclass
+class ResultRecord:
+    """One model x dataset x method x bit-width evaluation."""
+
+    model: str
+    dataset: str
+    scale: int
+    method: str
+    w_bits: int | None
+    a_bits: int | None
+    psnr_y: float
+    ssim_y: float
+    n_images: int
+    seconds: float
+    scope: str | None = None
+    calib_seconds: float | None = None
+    backend: str = "torch"
+    channel: str = "y"
+    shave: int | None = None
+    gray: str = "native"
+    config: dict[str, Any] | None = None
+    images: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_results(path: str | Path, records: list[ResultRecord]) -> None:
+    payload = {"srquant_version": __version__, "results": [r.to_dict() for r in records]}
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+def read_results(path: str | Path) -> list[ResultRecord]:
+    payload = json.loads(Path(path).read_text())
+    return [ResultRecord(**r) for r in payload["results"]]
+
+
+def markdown_table(records: list[ResultRecord]) -> str:
+    """PSNR/SSIM table: one row per (model, method, bits), one column pair per dataset."""
+    datasets = list(dict.fromkeys(r.dataset for r in records))
+    rows: dict[tuple, dict[str, ResultRecord]] = {}
+    for r in records:
+        bits = "FP32" if r.w_bits is None else f"W{r.w_bits}A{r.a_bits}"
+        rows.setdefault((r.model, f"x{r.scale}", r.method, bits), {})[r.dataset] = r
+    head = "| model | scale | method | bits | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets) + " |"
+    sep = "|" + "---|" * (4 + len(datasets))
+    lines = [head, sep]
+    for key, cells in rows.items():
+        vals = [f"{cells[d].psnr_y:.3f} / {cells[d].ssim_y:.4f}" if d in cells else "-" for d in datasets]
+        lines.append("| " + " | ".join(list(key) + vals) + " |")
+    return "\n".join(lines) + "\n"
