@@ -19,17 +19,18 @@ Predictor = Callable[[np.ndarray], np.ndarray]  # LR uint8 HxWx3 -> SR uint8 HxW
 
 
 def prepare_input(lr: np.ndarray, info: SRInfo) -> torch.Tensor:
-    """LR uint8 RGB -> 1xCxHxW float tensor in the model's input range and colour mode.
+    """LR uint8 RGB (HxWx3, or NxHxWx3) -> NxCxHxW float tensor in the model's input range and colour mode.
 
     Models on a pre-upsampled input (VDSR) get the MATLAB-bicubic upsampling computed in float (no uint8 rounding).
     """
+    batch = lr if lr.ndim == 4 else lr[None]
     if info.upsample_input:
-        lr = imresize(lr.astype(np.float64), info.scale)
+        batch = np.stack([imresize(x.astype(np.float64), info.scale) for x in batch])
     if info.color == "y":
-        x = rgb_to_y(lr)[None] / 255.0
+        x = rgb_to_y(batch)[:, None] / 255.0
     else:
-        x = lr.transpose(2, 0, 1) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(x)).float().unsqueeze(0) * info.input_range
+        x = batch.transpose(0, 3, 1, 2) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(x)).float() * info.input_range
 
 
 def to_image(out: torch.Tensor, info: SRInfo) -> np.ndarray:

@@ -91,6 +91,7 @@ def create(
     if weights is not None:
         load_state_dict_into(model, weights, spec, strict=strict)
     model.eval()
+    model.srquant_build = {"name": spec.name, "scale": scale, "kwargs": dict(kwargs)}  # how to rebuild it (artifacts)
     model.sr_info = SRInfo(
         name=spec.name,
         scale=scale,

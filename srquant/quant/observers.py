@@ -3,30 +3,28 @@ from __future__ import annotations
 
 import torch
 
-from .primitives import amin_amax, fake_quant, qparams
+from .primitives import amin_amax, fake_quant, qparams, reduce_dims
 
 
 class RangeObserver:
-    """Running min/max per ``axis`` plus a seeded random sample of at most ``max_samples`` values (per tensor)."""
+    """Running min/max per ``axis`` plus (when ``max_samples`` > 0) a seeded random sample of the values."""
 
     def __init__(self, axis: int | tuple[int, ...] | None = None, max_samples: int = 1 << 21, seed: int = 0):
         self.axis, self.max_samples = axis, max_samples
         self.lo = self.hi = None
         self.chunks: list[torch.Tensor] = []
         self.generator = torch.Generator().manual_seed(seed)
-        self.seen = 0
 
     def update(self, x: torch.Tensor) -> None:
         lo, hi = amin_amax(x.float(), self.axis)
         self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
         self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
-        flat = x.reshape(-1).float()
-        self.seen += flat.numel()
-        self.chunks.append(flat)
-        total = sum(c.numel() for c in self.chunks)
-        if total > self.max_samples:
+        if self.max_samples <= 0:
+            return
+        self.chunks.append(x.reshape(-1).float())
+        if sum(c.numel() for c in self.chunks) > self.max_samples:  # thin to half the budget: amortized cost
             merged = torch.cat(self.chunks)
-            keep = torch.randperm(merged.numel(), generator=self.generator)[: self.max_samples]
+            keep = torch.randint(merged.numel(), (self.max_samples // 2,), generator=self.generator)
             self.chunks = [merged[keep]]
 
     def samples(self) -> torch.Tensor:
@@ -71,12 +69,13 @@ def mse_range(values: torch.Tensor, bits: int, symmetric: bool, grid: int = 40, 
     return cand_lo[best, 0], cand_hi[best, 0]
 
 
-def mse_range_per_channel(w: torch.Tensor, axis: int, bits: int, symmetric: bool, grid: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel clipping of a weight tensor: shrink each channel's min/max by the factor with least squared error."""
+def mse_range_weights(w: torch.Tensor, axis, bits: int, symmetric: bool, grid: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight clipping per ``axis`` group (channel, kernel or whole tensor): shrink each group's min/max by the
+    factor with the least squared error."""
     lo, hi = amin_amax(w, axis)
     best_err = torch.full_like(lo, float("inf"))
     best_lo, best_hi = lo.clone(), hi.clone()
-    dims = tuple(d for d in range(w.dim()) if d != axis)
+    dims = reduce_dims(w, axis)
     for frac in torch.linspace(0.3, 1.0, grid):
         c_lo, c_hi = lo * frac, hi * frac
         err = ((fake_quant(w, *qparams(c_lo, c_hi, bits, symmetric)) - w) ** 2).sum(dim=dims, keepdim=True)

@@ -1,0 +1,86 @@
+"""Method configs (pure, validated, serializable data) and the registry that maps each to its implementation."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..quant.scope import SCOPES
+
+Implementation = Callable[[nn.Module, nn.Module, torch.Tensor, "QuantConfig"], None]
+_METHODS: dict[str, tuple[type["QuantConfig"], Implementation]] = {}
+
+
+@dataclass
+class QuantConfig:
+    """Fields every method shares. Subclasses add their own and set ``method``."""
+
+    method: ClassVar[str] = ""
+    w_bits: int = 8
+    a_bits: int = 8
+    scope: str = "body"  # body | all-ends8 | all
+    w_granularity: str = "channel"  # tensor | channel | kernel
+    a_granularity: str = "tensor"  # tensor | channel
+    w_symmetric: bool = True  # signed int weights with zero point 0 (what integer runtimes expect)
+    a_symmetric: bool = False  # unsigned activations with a zero point
+    overrides: dict[str, Any] = field(default_factory=dict)  # name pattern -> "fp" | {"w_bits", "a_bits"}
+    seed: int = 0
+    batch_size: int = 8  # calibration forward batch
+
+    def __post_init__(self) -> None:
+        for name in ("w_bits", "a_bits"):
+            bits = getattr(self, name)
+            if not isinstance(bits, int) or not 2 <= bits <= 8:
+                raise ValueError(f"{name} must be an integer from 2 to 8, got {bits!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.w_granularity not in ("tensor", "channel", "kernel"):
+            raise ValueError(f"w_granularity must be tensor, channel or kernel, got {self.w_granularity!r}")
+        if self.a_granularity not in ("tensor", "channel"):
+            raise ValueError(f"a_granularity must be tensor or channel, got {self.a_granularity!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **dataclasses.asdict(self)}
+
+
+def register_method(config_cls: type[QuantConfig]) -> Callable[[Implementation], Implementation]:
+    """Decorator: ``@register_method(MinMaxConfig)`` on the function that quantizes with that config."""
+
+    def wrap(fn: Implementation) -> Implementation:
+        if config_cls.method in _METHODS:
+            raise ValueError(f"method {config_cls.method!r} registered twice")
+        _METHODS[config_cls.method] = (config_cls, fn)
+        return fn
+
+    return wrap
+
+
+def method_names() -> list[str]:
+    return sorted(_METHODS)
+
+
+def implementation(config: QuantConfig) -> Implementation:
+    if config.method not in _METHODS:
+        raise KeyError(f"no implementation registered for method {config.method!r}")
+    return _METHODS[config.method][1]
+
+
+def config_class(method: str) -> type[QuantConfig]:
+    if method not in _METHODS:
+        raise KeyError(f"unknown method {method!r}; known: {', '.join(method_names())}")
+    return _METHODS[method][0]
+
+
+def config_from_dict(data: dict[str, Any]) -> QuantConfig:
+    data = dict(data)
+    cls = config_class(data.pop("method"))
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown fields for {cls.__name__}: {sorted(unknown)}")
+    return cls(**data)
