@@ -62,6 +62,11 @@ def save(qmodel: nn.Module, path: str | Path) -> None:
             os.unlink(tmp)
 
 
+def saved_config(path: str | Path) -> dict:
+    """The method config stored in a saved quantized model."""
+    return read_checkpoint(path)["config"]
+
+
 def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a saved quantized model. ``model`` (the float architecture) is needed only for models that were
     not built with ``srquant.models.create``."""

@@ -61,6 +61,62 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+def _method_config(args: argparse.Namespace):
+    import yaml
+
+    from .methods import config_class
+
+    fields = yaml.safe_load(open(args.config)) if args.config else {}
+    for item in args.option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--option takes key=value, got {item!r}")
+        fields[key.replace("-", "_")] = yaml.safe_load(value)
+    fields.update(w_bits=args.w_bits, a_bits=args.a_bits, scope=args.scope, seed=args.seed)
+    return config_class(args.method)(**fields)
+
+
+def _calibration(args: argparse.Namespace, info):
+    from .data.benchmark import DEMO_CALIB_FILES, demo_image_dir
+    from .data.calib import sample_lr_patches
+    from .evaluate import prepare_input
+
+    source = args.calib or [demo_image_dir() / f for f in DEMO_CALIB_FILES]
+    patches = sample_lr_patches(source, args.n_calib, args.patch, info.scale, seed=args.seed, grayscale=args.calib_gray)
+    return prepare_input(patches.patches, info)
+
+
+def cmd_quantize(args: argparse.Namespace) -> None:
+    from . import api
+    from .evaluate import evaluate, model_predictor
+    from .results import markdown_table, write_results, write_text_atomic
+
+    config = _method_config(args)
+    model = _build_model(args)
+    info = model.sr_info
+    out = Path(args.out)
+    artifact = out / "model.pt"
+    if artifact.exists() and not args.force and api.saved_config(artifact) == config.to_dict():
+        print(f"reusing {artifact} (same config; --force recalibrates)")
+        qmodel = api.load(artifact, model=model)
+    else:
+        qmodel = api.quantize(model, config, _calibration(args, info))
+        api.save(qmodel, artifact)
+        print(f"calibrated {config.method} W{config.w_bits}A{config.a_bits} in {qmodel.calib_seconds:.1f} s -> {artifact}")
+    datasets = _datasets(args, args.scale)
+    common = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet, model=info.name)
+    records = evaluate(model_predictor(model, info), datasets, **common)
+    records += evaluate(
+        model_predictor(qmodel, info), datasets, method=config.method, w_bits=config.w_bits, a_bits=config.a_bits,
+        scope=config.scope, calib_seconds=getattr(qmodel, "calib_seconds", None), config=config.to_dict(), **common,
+    )
+    table = markdown_table(records)
+    print(table, end="")
+    write_text_atomic(out / "results.md", table)
+    write_results(args.json or out / "results.json", records)
+    print(f"wrote {out / 'results.md'} and {args.json or out / 'results.json'}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
@@ -86,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", action="append", help="benchmark folder (repeatable); default: scikit-image demo photos")
         p.add_argument("--channel", choices=["y", "rgb"], default="y", help="metric channel (default: MATLAB Y)")
         p.add_argument("--shave", type=int, help="border cut before the metric (default: the scale)")
-        p.add_argument("--gray", choices=["native", "rgb2y"], default="native", help="how single-channel HR images are scored on Y")
+        p.add_argument("--gray", choices=["native", "rgb2y"], default="rgb2y", help="how single-channel HR images are scored on Y")
         p.add_argument("--json", help="write the result schema here")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -94,6 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     data_args(p)
     p.set_defaults(func=cmd_eval)
+
+    from .methods import method_names
+
+    p = sub.add_parser("quantize", help="calibrate a quantized model, evaluate it against FP32, save it")
+    model_args(p)
+    p.add_argument("--method", default="mse", choices=method_names())
+    p.add_argument("--w-bits", type=int, default=8)
+    p.add_argument("--a-bits", type=int, default=8)
+    p.add_argument("--scope", default="body", choices=["body", "all-ends8", "all"])
+    p.add_argument("--calib", help="folder of HR calibration images (default: scikit-image sample photos)")
+    p.add_argument("--calib-gray", action="store_true", help="grayscale calibration patches")
+    p.add_argument("--n-calib", type=int, default=32, help="number of calibration patches")
+    p.add_argument("--patch", type=int, default=48, help="LR patch size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", help="YAML file of method options")
+    p.add_argument("--option", action="append", help="method option key=value (repeatable), e.g. percentile=99.9")
+    p.add_argument("--out", default="runs/quantize", help="folder for model.pt, results.json, results.md")
+    p.add_argument("--force", action="store_true", help="recalibrate even if --out holds a model with this config")
+    data_args(p)
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("train", help="train a small model (the embedded defaults) on a folder of HR images")
     model_args(p)

@@ -74,7 +74,7 @@ def evaluate(
     a_bits: int | None = None,
     channel: str = "y",
     shave: int | None = None,
-    gray: str = "native",
+    gray: str = "rgb2y",
     backend: str = "torch",
     progress: bool = True,
     **extra,

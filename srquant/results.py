@@ -30,7 +30,7 @@ class ResultRecord:
     backend: str = "torch"
     channel: str = "y"
     shave: int | None = None
-    gray: str = "native"
+    gray: str = "rgb2y"
     config: dict[str, Any] | None = None
     images: list[dict[str, Any]] = field(default_factory=list)
 

@@ -12,6 +12,14 @@ from .imresize import imresize
 
 
 DEMO_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "hubble_deep_field.jpg")
+DEMO_CALIB_FILES = ("motorcycle_right.png", "ihc.png", "retina.jpg")  # disjoint from DEMO_FILES
+
+
+def demo_image_dir() -> Path:
+    """scikit-image's bundled sample photos (shipped in its wheel: no download)."""
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,7 @@ class BenchmarkFolder:
     @classmethod
     def demo(cls, scale: int) -> "BenchmarkFolder":
         """Six colour photos bundled with scikit-image: a test set that needs no download and no ../shared."""
-        import skimage.data
-
-        root = Path(skimage.data.__file__).parent
-        return cls(root, scale, "skimage-demo", lr_source="generate", files=list(DEMO_FILES))
+        return cls(demo_image_dir(), scale, "skimage-demo", lr_source="generate", files=list(DEMO_FILES))
 
     def __len__(self) -> int:
         return len(self.paths)

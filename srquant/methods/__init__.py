@@ -1,8 +1,10 @@
 """Quantization methods: one config dataclass plus one registered implementation each."""
 from .base import QuantConfig, config_class, config_from_dict, implementation, method_names, register_method
 from .uniform import MinMaxConfig, MSEConfig, PercentileConfig
+from .reconstruction import AdaRoundConfig, BRECQConfig, QDropConfig, ReconstructionConfig
 
 __all__ = [
+    "AdaRoundConfig", "BRECQConfig", "QDropConfig", "ReconstructionConfig",
     "MSEConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "config_class", "config_from_dict",
     "implementation", "method_names", "register_method",
 ]

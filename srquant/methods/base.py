@@ -27,6 +27,7 @@ class QuantConfig:
     w_symmetric: bool = True  # signed int weights with zero point 0 (what integer runtimes expect)
     a_symmetric: bool = False  # unsigned activations with a zero point
     overrides: dict[str, Any] = field(default_factory=dict)  # name pattern -> "fp" | {"w_bits", "a_bits"}
+    act_points: str = "inputs"  # inputs: layer inputs only | runtime: also what an INT8 runtime rounds (export)
     seed: int = 0
     batch_size: int = 8  # calibration forward batch
 
@@ -43,6 +44,10 @@ class QuantConfig:
             raise ValueError(f"a_granularity must be tensor or channel, got {self.a_granularity!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.act_points not in ("inputs", "runtime"):
+            raise ValueError(f"act_points must be 'inputs' or 'runtime', got {self.act_points!r}")
+        if self.act_points == "runtime" and self.a_granularity != "tensor":
+            raise ValueError("act_points='runtime' needs a_granularity='tensor' (integer runtimes quantize per tensor)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, **dataclasses.asdict(self)}

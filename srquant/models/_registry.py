@@ -41,6 +41,7 @@ class ModelSpec:
     ignore_keys: tuple[str, ...] = ()  # glob patterns of checkpoint keys that carry no weights (buffers, counters)
     default_weights: Mapping[int, str] = field(default_factory=dict)  # scale -> file in srquant/assets
     kwargs: Mapping[str, object] = field(default_factory=dict)
+    blocks: tuple[str, ...] = ()  # fnmatch patterns of the blocks reconstruction methods tune (empty: auto-detect)
     description: str = ""
     weights_note: str = ""  # where official weights come from / what the zoo tests against
 

@@ -185,6 +185,7 @@ register(
         builder=IMDNRTC,
         scales=(2, 3, 4),
         kwargs={"nf": 12, "num_modules": 5},
+        blocks=("model.1.sub.*",),
         description="IMDN_RTC (Zheng222/IMDN, AI-in-RTC 2019 winner): nf 12, 5 attention-free IMDBs, RGB [0,1]; "
         "clip_output=True adds an HR output clamp (clip-free study)",
         weights_note="../shared/weights/imdn_rtc_x2.pth, x2 only (Set5 PSNR_Y 37.311)",
@@ -197,6 +198,7 @@ register(
         builder=KAIRIMDN,
         scales=(2, 3, 4),
         kwargs={"nc": 64, "nb": 8},
+        blocks=("model.1.sub.*",),
         description="KAIR IMDN, the NTIRE 2022 efficient-SR baseline (ofsoundof/NTIRE2022_ESR imdn_baseline): "
         "nc 64, 8 attention-free IMDBs, RGB [0,1]",
         weights_note="../shared/weights/imdn_ntire22_baseline_x4.pth, x4 only (Set5 PSNR_Y 32.247)",

@@ -30,6 +30,10 @@ def prepare(model: nn.Module, config) -> nn.Module:
         setattr(parent, child, make_quant_layer(layer, lb.w_bits, lb.a_bits, config.w_granularity,
                                                 config.a_granularity, config.w_symmetric, config.a_symmetric))
     qmodel.srquant_config = config
+    if getattr(config, "act_points", "inputs") == "runtime":  # also quantize what an INT8 runtime quantizes
+        from .graph_points import insert_points
+
+        insert_points(qmodel, config)
     return qmodel
 
 
@@ -47,11 +51,16 @@ def quantizers(qmodel: nn.Module) -> Iterator[tuple[str, UniformQuantizer]]:
 
 def set_mode(qmodel: nn.Module, mode: str, which: str = "all") -> None:
     """Switch quantizers to ``quant`` / ``observe`` / ``off``; ``which`` is all, weights or inputs."""
+    from .graph_points import graph_quantizers
+
     for _, layer in quant_layers(qmodel):
         if which in ("all", "weights"):
             layer.weight_quant.mode = mode
         if which in ("all", "inputs"):
             layer.input_quant.mode = mode
+    if which in ("all", "inputs"):
+        for _, q in graph_quantizers(qmodel):  # runtime points (act_points="runtime")
+            q.mode = mode
 
 
 @contextmanager
@@ -73,7 +82,14 @@ def run_batches(model: nn.Module, calib: torch.Tensor, batch_size: int) -> None:
 
 
 def observe_inputs(qmodel: nn.Module, calib: torch.Tensor, batch_size: int, seed: int = 0, samples: bool = True) -> dict[str, RangeObserver]:
-    """Feed ``calib`` through the float path and record every layer input (min/max, and a value sample)."""
+    """Feed ``calib`` through the float path and record every layer input (min/max, and a value sample).
+
+    With runtime points, each quantized tensor is observed once and the result also holds the observers of the
+    point-owned quantizers (see :func:`srquant.quant.graph_points.observe_points`)."""
+    from .graph_points import has_points, observe_points
+
+    if has_points(qmodel):
+        return observe_points(qmodel, calib, batch_size, seed, samples)
     observers = {}
     set_mode(qmodel, "off")
     for name, layer in quant_layers(qmodel):
@@ -94,8 +110,15 @@ def calibrate_ranges(qmodel: nn.Module, calib: torch.Tensor, config, act_range: 
                      weight_range: RangeFn, samples: bool = True) -> None:
     """Set every weight range with ``weight_range(weight, quantizer)`` and every input range with
     ``act_range(observer, quantizer)``, then switch all quantizers on."""
+    from .graph_points import graph_quantizers
+
     observers = observe_inputs(qmodel, calib, config.batch_size, config.seed, samples)
+    done: set[int] = set()  # layers reading one tensor share their input quantizer under runtime points
     for name, layer in quant_layers(qmodel):
         layer.weight_quant.set_range(*weight_range(layer.weight.detach(), layer.weight_quant))
-        layer.input_quant.set_range(*act_range(observers[name], layer.input_quant))
+        if id(layer.input_quant) not in done:
+            done.add(id(layer.input_quant))
+            layer.input_quant.set_range(*act_range(observers[name], layer.input_quant))
+    for name, q in graph_quantizers(qmodel):
+        q.set_range(*act_range(observers[name], q))
     set_mode(qmodel, "quant")

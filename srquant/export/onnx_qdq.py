@@ -1,0 +1,387 @@
+"""Export a calibrated srquant model to ONNX QDQ for real INT8 inference (ONNX Runtime QLinearConv & co).
+
+Route: the quantized model itself is traced by ``torch.onnx.export(dynamo=False)`` with every srquant quantizer
+swapped for an export twin whose ONNX symbolic is an explicit ``QuantizeLinear -> DequantizeLinear`` pair with
+srquant's own scale and zero point (activations: uint8 per tensor) or, for weights, a ``DequantizeLinear`` of the
+int8 codes srquant chose (per output channel, zero point 0; learned AdaRound rounding is kept exactly). So the QDQ
+nodes sit exactly where the simulation rounds; with ``act_points="runtime"`` (see
+:mod:`srquant.quant.graph_points`) that is everywhere ONNX Runtime needs them to fuse every conv, add, mul,
+concat, sigmoid, leaky ReLU and global average pool into integer kernels.
+
+A clean-up pass on the ONNX graph then:
+
+* turns Constant nodes into initializers;
+* merges identical QuantizeLinear / DequantizeLinear nodes and drops ``DQ -> Q`` pairs with equal parameters
+  (a tensor the simulation re-quantizes on its own grid, e.g. a QuantLayer re-applying the point in front of it);
+* quantizes each conv bias to int32 with scale ``s_input * s_weight`` (what QLinearConv needs; the simulation keeps
+  the float bias, a difference below ``s_input * s_weight / 2`` per output);
+* removes unused initializers and stores srquant metadata (config, scale, input range) in ``metadata_props``.
+
+Only 8-bit activations can be exported (ONNX Runtime has no integer kernels below 8 bits); weights may use
+fewer bits (their codes are stored in int8). Per-(out, in)-kernel weight ranges have no ONNX equivalent.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+from torch import nn
+
+from ..quant.graph_points import has_points
+from ..quant.layers import QuantLayer
+from ..quant.model import quant_layers
+from ..quant.quantizers import UniformQuantizer
+
+INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+DEFAULT_OPSET = 17
+
+
+class ExportError(ValueError):
+    """The model cannot be expressed as an ONNX QDQ graph."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Export twins of the quantizers
+# --------------------------------------------------------------------------------------------------------------
+class _ActQDQ(torch.autograd.Function):
+    """Per-tensor fake quantization whose ONNX form is QuantizeLinear -> DequantizeLinear."""
+
+    @staticmethod
+    def forward(ctx, x, scale: float, zero_point: int, qmin: int, qmax: int, signed: bool):  # noqa: D102
+        q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
+        return (q - zero_point) * scale
+
+    @staticmethod
+    def symbolic(g, x, scale: float, zero_point: int, qmin: int, qmax: int, signed: bool):  # noqa: D102
+        s = g.op("Constant", value_t=torch.tensor(scale, dtype=torch.float32))
+        z = g.op("Constant", value_t=torch.tensor(zero_point, dtype=torch.int8 if signed else torch.uint8))
+        return g.op("DequantizeLinear", g.op("QuantizeLinear", x, s, z), s, z)
+
+
+class _Codes:
+    """Integer weight codes with their scale and zero point, passed to the ONNX symbolic as one Python object
+    (tensor arguments of an autograd Function reach the symbolic as graph values, not data)."""
+
+    def __init__(self, codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, axis: int, signed: bool):
+        self.codes, self.scale, self.zero_point, self.axis, self.signed = codes, scale, zero_point, axis, signed
+
+    def dequantized(self) -> torch.Tensor:
+        shape = [1] * self.codes.dim()
+        if self.scale.numel() > 1:
+            shape[self.axis] = -1
+        return (self.codes.float() - self.zero_point.float().reshape(shape)) * self.scale.reshape(shape)
+
+
+class _WeightDQ(torch.autograd.Function):
+    """Dequantized weight whose ONNX form is DequantizeLinear(int8 codes, scale, zero point, axis)."""
+
+    @staticmethod
+    def forward(ctx, w, codes: _Codes):  # noqa: D102
+        return codes.dequantized()
+
+    @staticmethod
+    def symbolic(g, w, codes: _Codes):  # noqa: D102
+        dtype = torch.int8 if codes.signed else torch.uint8
+        c = g.op("Constant", value_t=codes.codes.detach().to(dtype))
+        s = g.op("Constant", value_t=codes.scale.detach().float())
+        z = g.op("Constant", value_t=codes.zero_point.detach().round().to(dtype))
+        if codes.scale.numel() > 1:
+            return g.op("DequantizeLinear", c, s, z, axis_i=codes.axis)
+        return g.op("DequantizeLinear", c, s, z)
+
+
+def _act_params(q: UniformQuantizer, where: str) -> tuple[float, int, int, int, bool]:
+    if q.bits != 8:
+        raise ExportError(f"{where}: {q.bits}-bit activations cannot run on an INT8 runtime; export needs a_bits=8")
+    if q.axis is not None:
+        raise ExportError(f"{where}: per-channel activation ranges cannot be exported (use a_granularity='tensor')")
+    scale, zp, qmin, qmax = q.params()
+    return float(scale.reshape(())), int(round(float(zp.reshape(())))), qmin, qmax, q.symmetric
+
+
+def _weight_codes(layer: QuantLayer, where: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, bool]:
+    q = layer.weight_quant
+    if not isinstance(q, UniformQuantizer):
+        raise ExportError(f"{where}: weight quantizer {type(q).__name__} has no ONNX form")
+    out_axis = 1 if isinstance(layer.layer, nn.ConvTranspose2d) else 0
+    if q.axis not in (None, out_axis):
+        raise ExportError(f"{where}: weight ranges per {q.axis} cannot be exported (ONNX has one quantization axis)")
+    scale, zp, qmin, qmax = q.params()
+    with torch.no_grad():
+        w_hat = q(layer.layer.weight)  # srquant's quantized weight (learned rounding included)
+        codes = torch.clamp(torch.round(w_hat / scale) + zp, qmin, qmax)
+    if q.bits == 8 and not q.symmetric and qmin == 0:
+        signed = False
+    else:
+        signed = True
+        if q.symmetric is False:
+            raise ExportError(f"{where}: asymmetric weights below 8 bits cannot be stored in int8/uint8 exactly")
+    return codes, scale.detach().reshape(-1), zp.detach().reshape(-1), out_axis, signed
+
+
+def _export_copy(qmodel: nn.Module) -> nn.Module:
+    """A copy of ``qmodel`` whose quantizers emit QDQ nodes when traced."""
+    model = copy.deepcopy(qmodel).eval()
+    weight_ids = set()
+    for name, layer in quant_layers(model):
+        if layer.weight_quant.mode != "quant":
+            raise ExportError(f"{name}: weights are not quantized (mode {layer.weight_quant.mode!r}); calibrate first")
+        codes, scale, zp, axis, signed = _weight_codes(layer, name)
+        weight_ids.add(id(layer.weight_quant))
+
+        packed = _Codes(codes, scale, zp, axis, signed)
+
+        def weight_forward(w, packed=packed):
+            return _WeightDQ.apply(w, packed)
+
+        layer.weight_quant.forward = weight_forward
+    for name, q in model.named_modules():
+        if not isinstance(q, UniformQuantizer) or id(q) in weight_ids:
+            continue
+        if q.mode != "quant":
+            if q.mode != "off":
+                raise ExportError(f"{name}: quantizer is in mode {q.mode!r}")
+            continue  # an uncalibrated / disabled quantizer stays float
+        params = _act_params(q, name)
+
+        def act_forward(x, params=params):
+            return _ActQDQ.apply(x, *params)
+
+        q.forward = act_forward
+    return model
+
+
+# --------------------------------------------------------------------------------------------------------------
+# ONNX clean-up
+# --------------------------------------------------------------------------------------------------------------
+class _Graph:
+    """Small mutable view of an ONNX graph: initializers as numpy arrays, producers and consumers by name."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.graph = model.graph
+        self.inits = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+
+    def constants_to_initializers(self) -> None:
+        keep = []
+        for node in self.graph.node:
+            if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+                self.inits[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            else:
+                keep.append(node)
+        self._set_nodes(keep)
+
+    def _set_nodes(self, nodes) -> None:
+        del self.graph.node[:]
+        self.graph.node.extend(nodes)
+
+    def producers(self) -> dict[str, onnx.NodeProto]:
+        return {o: n for n in self.graph.node for o in n.output}
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.inits.get(name)
+
+    def qparams_key(self, node: onnx.NodeProto):
+        scale = self.const(node.input[1])
+        zp = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scale is None:
+            return None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        zp_key = (zp.dtype.str, zp.tobytes()) if zp is not None else None
+        return scale.tobytes(), zp_key, axis if scale.size > 1 else None
+
+    def rename_input(self, old: str, new: str) -> None:
+        for node in self.graph.node:
+            for i, name in enumerate(node.input):
+                if name == old:
+                    node.input[i] = new
+
+    def merge_duplicates(self) -> bool:
+        """Merge Q/DQ nodes reading the same tensor with equal parameters; drop DQ -> Q identity pairs."""
+        changed = False
+        seen: dict[tuple, str] = {}
+        keep = []
+        graph_outputs = {o.name for o in self.graph.output}
+        for node in self.graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") and node.output[0] not in graph_outputs:
+                key = self.qparams_key(node)
+                if key is not None:
+                    full = (node.op_type, node.input[0], key)
+                    if full in seen:
+                        self.rename_input(node.output[0], seen[full])
+                        changed = True
+                        continue
+                    seen[full] = node.output[0]
+            keep.append(node)
+        self._set_nodes(keep)
+        producers = self.producers()
+        keep = []
+        for node in self.graph.node:
+            if node.op_type == "QuantizeLinear" and node.output[0] not in graph_outputs:
+                src = producers.get(node.input[0])
+                if src is not None and src.op_type == "DequantizeLinear":
+                    a, b = self.qparams_key(src), self.qparams_key(node)
+                    if a is not None and a == b and self.const(src.input[1]).size == 1:
+                        self.rename_input(node.output[0], src.input[0])
+                        changed = True
+                        continue
+            keep.append(node)
+        self._set_nodes(keep)
+        return changed
+
+    def quantize_biases(self) -> int:
+        """Conv bias (float initializer) -> int32 initializer + DequantizeLinear(scale = s_in * s_w)."""
+        producers = self.producers()
+        new_nodes, done = [], 0
+        for node in self.graph.node:
+            if node.op_type == "Conv" and len(node.input) == 3 and node.input[2] in self.inits:
+                x_dq, w_dq = producers.get(node.input[0]), producers.get(node.input[1])
+                if x_dq is None or w_dq is None or x_dq.op_type != "DequantizeLinear" or w_dq.op_type != "DequantizeLinear":
+                    continue
+                s_x, s_w = self.const(x_dq.input[1]), self.const(w_dq.input[1])
+                if s_x is None or s_w is None or s_x.size != 1:
+                    continue
+                bias = self.inits[node.input[2]].astype(np.float64)
+                scale = (float(s_x.reshape(())) * s_w.astype(np.float64)).reshape(-1)
+                if scale.size == 1:
+                    scale = np.full(bias.shape, scale[0])
+                codes = np.round(bias / scale)
+                if np.abs(codes).max(initial=0) >= 2**31:
+                    continue
+                base = node.input[2]
+                names = (f"{base}_int32", f"{base}_int32_scale", f"{base}_int32_zero_point", f"{base}_dequantized")
+                self.inits[names[0]] = codes.astype(np.int32)
+                self.inits[names[1]] = scale.astype(np.float32)
+                self.inits[names[2]] = np.zeros(bias.shape, np.int32)
+                new_nodes.append(helper.make_node("DequantizeLinear", list(names[:3]), [names[3]],
+                                                  name=f"{node.name}_bias_DequantizeLinear", axis=0))
+                node.input[2] = names[3]
+                done += 1
+        if new_nodes:
+            self._set_nodes(new_nodes + list(self.graph.node))
+            self.toposort()
+        return done
+
+    def toposort(self) -> None:
+        available = set(self.inits) | {i.name for i in self.graph.input} | {""}
+        pending, ordered = list(self.graph.node), []
+        while pending:
+            rest = []
+            for node in pending:
+                if all(i in available for i in node.input):
+                    ordered.append(node)
+                    available.update(node.output)
+                else:
+                    rest.append(node)
+            if len(rest) == len(pending):
+                raise ExportError("ONNX graph has a cycle or a dangling input after clean-up")
+            pending = rest
+        self._set_nodes(ordered)
+
+    def prune(self) -> None:
+        """Drop nodes whose outputs nobody reads, then unused initializers."""
+        needed = {o.name for o in self.graph.output}
+        keep = []
+        for node in reversed(list(self.graph.node)):
+            if any(o in needed for o in node.output):
+                keep.append(node)
+                needed.update(node.input)
+        self._set_nodes(list(reversed(keep)))
+        self.inits = {k: v for k, v in self.inits.items() if k in needed}
+
+    def finish(self) -> onnx.ModelProto:
+        del self.graph.initializer[:]
+        self.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in self.inits.items())
+        return self.model
+
+
+def clean_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The clean-up pass described in the module docstring (in place; returns the model)."""
+    g = _Graph(model)
+    g.constants_to_initializers()
+    for _ in range(10):
+        if not g.merge_duplicates():
+            break
+    g.quantize_biases()
+    g.prune()
+    g.toposort()
+    return g.finish()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------------------------
+def _example(model: nn.Module, example: torch.Tensor | None) -> torch.Tensor:
+    if example is not None:
+        return example
+    info = getattr(model, "sr_info", None)
+    channels = 1 if info is not None and info.color == "y" else 3
+    rng = info.input_range if info is not None else 1.0
+    return torch.rand(1, channels, 32, 32, generator=torch.Generator().manual_seed(0)) * rng
+
+
+def _trace_to_onnx(model: nn.Module, example: torch.Tensor, opset: int, dynamic: bool) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TorchScript-exporter deprecation and tracer warnings
+        torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], dynamic_axes=axes if dynamic else None, do_constant_folding=True,
+                          autograd_inlining=False)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _metadata(model: onnx.ModelProto, qmodel: nn.Module, kind: str) -> None:
+    from .. import __version__
+
+    info = getattr(qmodel, "sr_info", None)
+    config = getattr(qmodel, "srquant_config", None)
+    props = {"srquant_version": __version__, "srquant_kind": kind}
+    if info is not None:
+        props.update(sr_model=info.name, sr_scale=str(info.scale), sr_input_range=str(info.input_range), sr_color=info.color)
+    if config is not None:
+        props["srquant_config"] = json.dumps(config.to_dict())
+    for key, value in props.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+
+
+def export_float_onnx(model: nn.Module, path: str | Path, *, example: torch.Tensor | None = None,
+                      opset: int = DEFAULT_OPSET, dynamic: bool = True) -> Path:
+    """The float model as ONNX (input ``lr``, output ``sr``, dynamic batch/height/width)."""
+    onnx_model = _trace_to_onnx(copy.deepcopy(model).eval(), _example(model, example), opset, dynamic)
+    _metadata(onnx_model, model, "fp32")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx_model, str(path))
+    return path
+
+
+def export_onnx(qmodel: nn.Module, path: str | Path, *, example: torch.Tensor | None = None,
+                opset: int = DEFAULT_OPSET, dynamic: bool = True, check: bool = True) -> Path:
+    """Write the calibrated srquant model ``qmodel`` as an ONNX QDQ model (input ``lr``, output ``sr``).
+
+    For an all-integer graph quantize with ``act_points="runtime"``; a model with layer-input quantizers only
+    exports too, but ONNX Runtime then keeps every conv whose output is not quantized in float (a warning says so).
+    """
+    if not any(True for _ in quant_layers(qmodel)):
+        raise ExportError("the model has no quantized layers (use export_float_onnx for a float model)")
+    if not has_points(qmodel):
+        warnings.warn("exporting a model without runtime points (act_points='inputs'): conv outputs are not "
+                      "quantized, so ONNX Runtime cannot fuse convs into QLinearConv; quantize with "
+                      "act_points='runtime' for real INT8", stacklevel=2)
+    model = _export_copy(qmodel)
+    onnx_model = clean_qdq(_trace_to_onnx(model, _example(qmodel, example), opset, dynamic))
+    _metadata(onnx_model, qmodel, "int8-qdq")
+    if check:
+        onnx.checker.check_model(onnx_model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx_model, str(path))
+    return path

@@ -1,0 +1,439 @@
+"""One reconstruction loop for every tuning-based PTQ method (AdaRound, BRECQ, QDrop, and later ones).
+
+The loop walks the quantized model unit by unit in execution order and fits the unit's quantization parameters so
+that its output matches the float model's output of the same unit. Four things vary, all set by :class:`TuningConfig`:
+
+* the **unit** reconstructed: one quantized layer, one block (residual/distillation block), or the whole network;
+* **which parameters train**: AdaRound rounding variables, activation range bounds ``lo``/``hi`` (LSQ-style step
+  learning), weight range bounds;
+* the **loss**: by default the output MSE of the unit (summed over channels, averaged over the rest, as BRECQ) plus
+  lambda times the AdaRound regularizer with beta annealed after a warm-up; a method may pass its own ``loss_fn``;
+* the **input source**: the input the quantized model gives the unit (BRECQ), the float model's input, or QDrop's
+  per-element random mix (drop probability ``p`` = chance an element comes from the float model). With
+  ``input_source="qdrop"`` every activation quantizer inside the unit is also dropped per element with probability
+  ``p`` during tuning (never afterwards).
+
+Unit inputs and outputs are collected in memory with forward hooks (eval mode, no gradient), the batch order and
+the QDrop masks come from generators seeded with ``config.seed``, so two runs give identical models.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .layers import QuantLayer
+from .quantizers import UniformQuantizer
+
+UNITS = ("layer", "block", "network")
+INPUT_SOURCES = ("quant", "float", "qdrop")
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+@dataclass
+class TuningConfig:
+    """Everything the reconstruction loop needs; methods build one from their own (serializable) config."""
+
+    unit: str = "block"  # layer | block | network
+    blocks: Sequence[str] = ()  # fnmatch patterns naming blocks; empty: the model's ModelSpec, else auto-detect
+    learn_rounding: bool = True  # AdaRound rounding variables of the weights
+    learn_act_range: bool = False  # input-activation lo/hi (LSQ-style step-size learning)
+    learn_weight_range: bool = False  # weight lo/hi
+    input_source: str = "quant"  # quant (BRECQ) | float | qdrop
+    drop_prob: float = 0.5  # QDrop: probability an activation element skips quantization / comes from float
+    iters: int = 300  # optimizer steps per unit
+    batch_size: int = 8  # samples per step (drawn from the calibration set)
+    lr_rounding: float = 1e-3  # Adam on the rounding variables
+    lr_act_range: float = 1e-3  # Adam on activation bounds, relative to each quantizer's initial range width
+    lr_weight_range: float = 1e-4  # Adam on weight bounds, relative to each quantizer's initial range width
+    warmup: float = 0.2  # fraction of iterations without the rounding regularizer
+    beta: tuple[float, float] = (20.0, 2.0)  # regularizer exponent, annealed linearly after warm-up
+    lam: float = 0.01  # weight of the rounding regularizer
+    seed: int = 0
+    forward_batch: int = 8  # batch size of the no-grad collection passes
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
+        if self.input_source not in INPUT_SOURCES:
+            raise ValueError(f"input_source must be one of {INPUT_SOURCES}, got {self.input_source!r}")
+        if not 0.0 <= self.drop_prob <= 1.0:
+            raise ValueError(f"drop_prob must be in [0, 1], got {self.drop_prob}")
+        if self.iters < 0 or self.batch_size < 1 or self.forward_batch < 1:
+            raise ValueError("iters must be >= 0 and batch sizes >= 1")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Units
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class Unit:
+    """A piece of the quantized model reconstructed as a whole: its module name ("" = whole model)."""
+
+    name: str
+    module: nn.Module
+    layers: list[tuple[str, QuantLayer]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        if self.name == "":
+            return "network"
+        return "layer" if isinstance(self.module, QuantLayer) else "block"
+
+
+def _quant_layers_in(module: nn.Module, prefix: str) -> list[tuple[str, QuantLayer]]:
+    if isinstance(module, QuantLayer):
+        return [(prefix, module)]
+    return [(f"{prefix}.{n}" if prefix else n, m) for n, m in module.named_modules() if isinstance(m, QuantLayer)]
+
+
+def spec_block_patterns(model: nn.Module) -> tuple[str, ...]:
+    """Block patterns declared by the model's :class:`~srquant.models.ModelSpec` (empty if none / foreign model)."""
+    info = getattr(model, "sr_info", None)
+    if info is None:
+        return ()
+    try:
+        from ..models import get_spec
+
+        return tuple(getattr(get_spec(info.name), "blocks", ()) or ())
+    except KeyError:
+        return ()
+
+
+def auto_blocks(model: nn.Module) -> list[str]:
+    """Direct children of the model (descending into Sequential/ModuleList/ModuleDict) that hold a QuantLayer
+    and are not QuantLayers themselves."""
+    found: list[str] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for child_name, child in module.named_children():
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            if isinstance(child, QuantLayer) or not _quant_layers_in(child, name):
+                continue
+            if isinstance(child, CONTAINERS):
+                visit(child, name)
+            else:
+                found.append(name)
+
+    visit(model, "")
+    return found
+
+
+def find_units(qmodel: nn.Module, unit: str = "block", patterns: Sequence[str] = ()) -> list[Unit]:
+    """The units of ``qmodel`` in module order (see :func:`execution_order` for forward order).
+
+    ``block``: modules matching ``patterns`` (fnmatch on module names; the outermost match wins), or the
+    ModelSpec's patterns, or :func:`auto_blocks`; quantized layers outside every block become units of their own.
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    layers = _quant_layers_in(qmodel, "")
+    if not layers:
+        return []
+    if unit == "network":
+        return [Unit("", qmodel, layers)]
+    if unit == "layer":
+        return [Unit(n, m, [(n, m)]) for n, m in layers]
+    patterns = tuple(patterns) or spec_block_patterns(qmodel)
+    if patterns:
+        names: list[str] = []
+        for name, module in qmodel.named_modules():
+            if not name or any(name.startswith(b + ".") for b in names):
+                continue
+            if any(fnmatch.fnmatch(name, p) for p in patterns) and _quant_layers_in(module, name):
+                names.append(name)
+        if not names:
+            raise ValueError(f"block patterns {list(patterns)} match no module holding a quantized layer")
+    else:
+        names = auto_blocks(qmodel)
+    units = [Unit(n, qmodel.get_submodule(n), _quant_layers_in(qmodel.get_submodule(n), n)) for n in names]
+    covered = {ln for u in units for ln, _ in u.layers}
+    units += [Unit(n, m, [(n, m)]) for n, m in layers if n not in covered]
+    return units
+
+
+class _StopForward(Exception):
+    pass
+
+
+def execution_order(qmodel: nn.Module, units: list[Unit], example: torch.Tensor) -> list[Unit]:
+    """Sort ``units`` by their first call in a forward pass on ``example``; every unit must run exactly once."""
+    if len(units) <= 1:
+        return units
+    calls: list[str] = []
+    handles = [u.module.register_forward_pre_hook(lambda m, a, n=u.name: calls.append(n)) for u in units]
+    try:
+        with torch.no_grad():
+            qmodel(example)
+    finally:
+        for h in handles:
+            h.remove()
+    by_name = {u.name: u for u in units}
+    for name in by_name:
+        count = calls.count(name)
+        if count != 1:
+            raise ValueError(f"unit {name!r} runs {count} times per forward; reconstruction needs exactly one call "
+                             "(name blocks explicitly with TuningConfig.blocks)")
+    return [by_name[n] for n in calls]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Collecting unit inputs and outputs
+# --------------------------------------------------------------------------------------------------------------
+def _as_list(x) -> list[torch.Tensor]:
+    return [x] if isinstance(x, torch.Tensor) else [t for t in x if isinstance(t, torch.Tensor)]
+
+
+@torch.no_grad()
+def collect(model: nn.Module, module_name: str, calib: torch.Tensor, batch_size: int,
+            inputs: bool = True, outputs: bool = True) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
+    """Positional tensor inputs and tensor outputs of ``model``'s submodule ``module_name`` over ``calib``
+    (concatenated along the batch); the forward stops as soon as the submodule has run."""
+    if module_name == "":
+        ins = [calib] if inputs else None
+        outs = None
+        if outputs:
+            outs = [torch.cat(parts) for parts in zip(*[_as_list(model(calib[s:s + batch_size]))
+                                                       for s in range(0, len(calib), batch_size)])]
+        return ins, outs
+    module = model.get_submodule(module_name)
+    got_in: list[list[torch.Tensor]] = []
+    got_out: list[list[torch.Tensor]] = []
+
+    if outputs:
+        def hook(m, args, out):
+            got_in.append([a.detach() for a in args if isinstance(a, torch.Tensor)])
+            got_out.append([o.detach() for o in _as_list(out)])
+            raise _StopForward
+        handle = module.register_forward_hook(hook)
+    else:
+        def pre_hook(m, args):
+            got_in.append([a.detach() for a in args if isinstance(a, torch.Tensor)])
+            raise _StopForward
+        handle = module.register_forward_pre_hook(pre_hook)
+    try:
+        for start in range(0, len(calib), batch_size):
+            try:
+                model(calib[start:start + batch_size])
+            except _StopForward:
+                pass
+    finally:
+        handle.remove()
+    ins = [torch.cat(parts) for parts in zip(*got_in)] if inputs else None
+    outs = [torch.cat(parts) for parts in zip(*got_out)] if outputs else None
+    return ins, outs
+
+
+def mix_inputs(x_quant: torch.Tensor, x_float: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """QDrop input: each element comes from the float model with probability ``p``, else from the quantized model
+    (``p=0``: BRECQ's quantized input, ``p=1``: the float input)."""
+    if p <= 0.0:
+        return x_quant
+    if p >= 1.0:
+        return x_float
+    mask = torch.rand(x_quant.shape, generator=generator) < p
+    return torch.where(mask, x_float, x_quant)
+
+
+class DropQuant(nn.Module):
+    """Wraps an activation quantizer during QDrop tuning: each element skips quantization with probability ``p``."""
+
+    def __init__(self, quantizer: nn.Module, p: float, generator: torch.Generator):
+        super().__init__()
+        self.quantizer, self.p, self.generator = quantizer, p, generator
+        self.active = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xq = self.quantizer(x)
+        if not self.active or self.p <= 0.0:
+            return xq
+        return mix_inputs(xq, x, self.p, self.generator)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loss
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class LossContext:
+    """What a custom loss sees besides prediction and target: the unit, the sample indices of this batch (into the
+    calibration set) and the step (-1 outside training)."""
+
+    unit: Unit
+    index: torch.Tensor
+    step: int
+    iters: int
+
+
+LossFn = Callable[[list[torch.Tensor], list[torch.Tensor], LossContext], torch.Tensor]
+
+
+def output_mse(pred: list[torch.Tensor], target: list[torch.Tensor], ctx: LossContext | None = None) -> torch.Tensor:
+    """BRECQ's reconstruction loss: squared error summed over channels, averaged over batch and positions."""
+    return sum(((p - t) ** 2).sum(1).mean() if p.dim() > 1 else ((p - t) ** 2).mean() for p, t in zip(pred, target))
+
+
+def beta_at(step: int, config: TuningConfig) -> float | None:
+    """Regularizer exponent at ``step``: None during warm-up, then linear from beta[0] to beta[1]."""
+    start = int(config.warmup * config.iters)
+    if step < start:
+        return None
+    rel = (step - start) / max(1, config.iters - start)
+    return config.beta[1] + (config.beta[0] - config.beta[1]) * max(0.0, 1.0 - rel)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class UnitReport:
+    name: str
+    kind: str
+    n_layers: int
+    loss_before: float
+    loss_after: float
+    undecided: float  # fraction of rounding variables whose soft value was still in (0.1, 0.9) at the end
+    seconds: float
+
+
+def _range_width(q: UniformQuantizer) -> float:
+    return float((q.hi.detach() - q.lo.detach()).abs().mean().clamp_min(1e-8))
+
+
+@torch.no_grad()
+def _eval_loss(unit: Unit, inputs: list[torch.Tensor], target: list[torch.Tensor], loss_fn: LossFn, batch: int) -> float:
+    total, n = 0.0, len(inputs[0])
+    for s in range(0, n, batch):
+        idx = torch.arange(s, min(n, s + batch))
+        pred = _as_list(unit.module(*[x[idx] for x in inputs]))
+        total += float(loss_fn(pred, [t[idx] for t in target], LossContext(unit, idx, -1, 0))) * len(idx)
+    return total / n
+
+
+def tune_unit(unit: Unit, inputs_q: list[torch.Tensor] | None, inputs_fp: list[torch.Tensor],
+              target: list[torch.Tensor], config: TuningConfig, loss_fn: LossFn | None = None,
+              generator: torch.Generator | None = None) -> UnitReport:
+    """Reconstruct one unit from collected inputs (quantized-model and float) and float targets."""
+    start_time = time.perf_counter()
+    loss_fn = loss_fn or output_mse
+    gen = generator or torch.Generator().manual_seed(config.seed)
+    if inputs_q is None:
+        inputs_q = inputs_fp
+    eval_inputs = inputs_fp if config.input_source == "float" else inputs_q
+    loss_before = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
+
+    rounding: list[UniformQuantizer] = []
+    groups: list[dict] = []
+    trained: list[nn.Parameter] = []
+    for _, layer in unit.layers:
+        wq, iq = layer.weight_quant, layer.input_quant
+        if config.learn_rounding and isinstance(wq, UniformQuantizer) and wq.mode == "quant":
+            wq.init_learned_rounding(layer.weight.detach())
+            rounding.append(wq)
+        if config.learn_weight_range and isinstance(wq, UniformQuantizer) and wq.mode == "quant":
+            groups.append({"params": [wq.lo, wq.hi], "lr": config.lr_weight_range * _range_width(wq)})
+        if config.learn_act_range and isinstance(iq, UniformQuantizer) and iq.mode == "quant":
+            groups.append({"params": [iq.lo, iq.hi], "lr": config.lr_act_range * _range_width(iq)})
+    for q in rounding:
+        trained.append(q.alpha)
+    for g in groups:
+        trained.extend(g["params"])
+    for p in trained:
+        p.requires_grad_(True)
+
+    wrapped: list[tuple[QuantLayer, DropQuant]] = []
+    if config.input_source == "qdrop" and config.drop_prob > 0:
+        for _, layer in unit.layers:
+            if getattr(layer.input_quant, "mode", "quant") == "quant":
+                drop = DropQuant(layer.input_quant, config.drop_prob, gen)
+                layer.input_quant = drop
+                wrapped.append((layer, drop))
+
+    optimizers, schedulers = [], []
+    if rounding:
+        optimizers.append(torch.optim.Adam([q.alpha for q in rounding], lr=config.lr_rounding))
+    if groups:
+        opt = torch.optim.Adam(groups)
+        optimizers.append(opt)
+        schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.iters), eta_min=0.0))
+
+    n = len(target[0])
+    bs = min(config.batch_size, n)
+    try:
+        if optimizers:
+            perm, pos = torch.randperm(n, generator=gen), 0
+            for step in range(config.iters):
+                if pos + bs > n:
+                    perm, pos = torch.randperm(n, generator=gen), 0
+                idx, pos = perm[pos:pos + bs], pos + bs
+                if config.input_source == "quant":
+                    x = [t[idx] for t in inputs_q]
+                elif config.input_source == "float":
+                    x = [t[idx] for t in inputs_fp]
+                else:
+                    x = [mix_inputs(q[idx], f[idx], config.drop_prob, gen) for q, f in zip(inputs_q, inputs_fp)]
+                pred = _as_list(unit.module(*x))
+                loss = loss_fn(pred, [t[idx] for t in target], LossContext(unit, idx, step, config.iters))
+                beta = beta_at(step, config)
+                if rounding and beta is not None and config.lam > 0:
+                    loss = loss + config.lam * sum(q.rounding_regularizer(beta) for q in rounding)
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for opt in optimizers:
+                    opt.step()
+                for sched in schedulers:
+                    sched.step()
+                with torch.no_grad():  # keep bounds ordered
+                    for g in groups:
+                        lo, hi = g["params"]
+                        hi.copy_(torch.maximum(hi, lo + 1e-8))
+    finally:
+        for layer, drop in wrapped:
+            layer.input_quant = drop.quantizer
+        undecided_n = total_n = 0
+        for q in rounding:
+            with torch.no_grad():
+                h = q.soft_rounding()
+                undecided_n += int(((h > 0.1) & (h < 0.9)).sum())
+                total_n += h.numel()
+            q.hard_rounding = True
+        for p in trained:
+            p.requires_grad_(False)
+    loss_after = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
+    return UnitReport(unit.name, unit.kind, len(unit.layers), loss_before, loss_after,
+                      undecided_n / total_n if total_n else 0.0, time.perf_counter() - start_time)
+
+
+def reconstruct(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: TuningConfig,
+                loss_fn: LossFn | None = None) -> list[UnitReport]:
+    """Tune ``qmodel`` (already calibrated: every quantizer has a range) unit by unit against ``fp_model``.
+
+    Units run in forward order; the quantized input of a unit is taken after all earlier units are tuned.
+    Returns one :class:`UnitReport` per unit and stores the list as ``qmodel.tuning_report``.
+    """
+    qmodel.eval()
+    fp_model.eval()
+    units = find_units(qmodel, config.unit, config.blocks)
+    units = execution_order(qmodel, units, calib[:1])
+    reports: list[UnitReport] = []
+    bar = tqdm(units, desc=f"reconstruct ({config.unit})", disable=not config.progress, leave=False)
+    for i, unit in enumerate(bar):
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + i)
+        inputs_fp, target = collect(fp_model, unit.name, calib, config.forward_batch)
+        inputs_q = None
+        if config.input_source != "float" and unit.name != "":
+            inputs_q, _ = collect(qmodel, unit.name, calib, config.forward_batch, outputs=False)
+        report = tune_unit(unit, inputs_q, inputs_fp, target, config, loss_fn, gen)
+        reports.append(report)
+        bar.set_postfix_str(f"{unit.name or 'network'} {report.loss_before:.3g}->{report.loss_after:.3g}")
+    qmodel.tuning_report = reports
+    return reports
