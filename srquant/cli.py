@@ -76,19 +76,9 @@ def _method_config(args: argparse.Namespace):
     return config_class(args.method)(**fields)
 
 
-def _calibration(args: argparse.Namespace, info):
-    from .data.benchmark import DEMO_CALIB_FILES, demo_image_dir
-    from .data.calib import sample_lr_patches
-    from .evaluate import prepare_input
-
-    source = args.calib or [demo_image_dir() / f for f in DEMO_CALIB_FILES]
-    patches = sample_lr_patches(source, args.n_calib, args.patch, info.scale, seed=args.seed, grayscale=args.calib_gray)
-    return prepare_input(patches.patches, info)
-
-
 def cmd_quantize(args: argparse.Namespace) -> None:
     from . import api
-    from .evaluate import evaluate, model_predictor
+    from .evaluate import calibration_batch, evaluate, model_predictor
     from .results import markdown_table, write_results, write_text_atomic
 
     config = _method_config(args)
@@ -100,7 +90,8 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         print(f"reusing {artifact} (same config; --force recalibrates)")
         qmodel = api.load(artifact, model=model)
     else:
-        qmodel = api.quantize(model, config, _calibration(args, info))
+        calib = calibration_batch(info, args.calib, args.n_calib, args.patch, args.seed, args.calib_gray)
+        qmodel = api.quantize(model, config, calib)
         api.save(qmodel, artifact)
         print(f"calibrated {config.method} W{config.w_bits}A{config.a_bits} in {qmodel.calib_seconds:.1f} s -> {artifact}")
     datasets = _datasets(args, args.scale)
@@ -115,6 +106,17 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     write_text_atomic(out / "results.md", table)
     write_results(args.json or out / "results.json", records)
     print(f"wrote {out / 'results.md'} and {args.json or out / 'results.json'}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import SweepConfig, local_executor, ray_executor, run_sweep
+
+    config = SweepConfig.from_file(args.config)
+    out = Path(args.out or Path("runs") / "bench" / config.name)
+    executor = ray_executor(args.ray_address) if args.executor == "ray" else local_executor(args.workers)
+    run_sweep(config, out, executor, progress=not args.quiet)
+    print((out / "tables.md").read_text(), end="")
+    print(f"wrote {out}/results.json, results.csv, tables.md")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -170,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recalibrate even if --out holds a model with this config")
     data_args(p)
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
+    p.add_argument("config", help="sweep config file")
+    p.add_argument("--out", help="output folder (default runs/bench/<name>); finished cells are cached there")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--ray-address", help="Ray cluster address (default: a local instance)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("train", help="train a small model (the embedded defaults) on a folder of HR images")
     model_args(p)

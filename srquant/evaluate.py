@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -31,6 +32,22 @@ def prepare_input(lr: np.ndarray, info: SRInfo) -> torch.Tensor:
     else:
         x = batch.transpose(0, 3, 1, 2) / 255.0
     return torch.from_numpy(np.ascontiguousarray(x)).float() * info.input_range
+
+
+def calibration_batch(
+    info: SRInfo,
+    folder: str | Path | None = None,
+    n: int = 32,
+    patch: int = 48,
+    seed: int = 0,
+    grayscale: bool = False,
+) -> torch.Tensor:
+    """N seeded LR patches from ``folder`` (default: scikit-image sample photos), as the model's input tensor."""
+    from .data.benchmark import DEMO_CALIB_FILES, demo_image_dir
+    from .data.calib import sample_lr_patches
+
+    source = folder if folder is not None else [demo_image_dir() / f for f in DEMO_CALIB_FILES]
+    return prepare_input(sample_lr_patches(source, n, patch, info.scale, seed=seed, grayscale=grayscale).patches, info)
 
 
 def to_image(out: torch.Tensor, info: SRInfo) -> np.ndarray:

@@ -38,6 +38,6 @@ register(
         scales=(2, 3, 4),
         default_weights={2: "abpn_x2.pt", 4: "abpn_x4.pt"},
         description="ABPN base7 D4C28 (anchor + output clip); srquant's embedded default, trained by `srquant train`",
-        weights_note="embedded: trained by srquant itself (docs/training.md)",
+        weights_note="embedded x2/x4: trained by srquant itself (docs/models.md)",
     )
 )

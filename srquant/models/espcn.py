@@ -51,6 +51,6 @@ register(
         kwargs={"act": "relu", "clip_output": False},
         description="ESPCN RGB (conv5 64, conv3 32, conv3 3s^2, PixelShuffle), ReLU (tanh optional), RGB [0,1]; "
         "clip_output=True clamps the HR output",
-        weights_note="no public RGB weights; trained by srquant itself",
+        weights_note="no public RGB weights; train one with `srquant train`",
     )
 )

@@ -73,6 +73,6 @@ register(
         kwargs={"d": 56, "s": 12, "m": 4, "act": "prelu", "clip_output": False},
         description="FSRCNN(56,12,4) RGB, PReLU, 9x9 ConvTranspose stride s (centred crop), RGB [0,1]; "
         "clip_output=True clamps the HR output",
-        weights_note="no public RGB weights; trained by srquant itself",
+        weights_note="no public RGB weights; train one with `srquant train`",
     )
 )

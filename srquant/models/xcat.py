@@ -93,6 +93,6 @@ register(
         kwargs={"num_feat": 32, "split": 8, "groups": 3, "num_blocks": 3, "clip_output": True},
         description="XCAT-R: a reconstruction of XCAT (HXBlock x3, 8/24 heterogeneous split, cross-concat, frozen "
         "1x1 anchor, output clip), RGB [0,1]; NOT the paper's exact network",
-        weights_note="no public XCAT code or weights; trained by srquant itself",
+        weights_note="no public XCAT code or weights; train one with `srquant train`",
     )
 )
