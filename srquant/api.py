@@ -32,7 +32,9 @@ def quantize(model: nn.Module, config: QuantConfig, calib: torch.Tensor) -> nn.M
     start = time.perf_counter()
     fp_model = model.eval()
     qmodel = prepare(fp_model, config)
-    implementation(config)(qmodel, fp_model, calib, config)
+    replaced = implementation(config)(qmodel, fp_model, calib, config)
+    if replaced is not None:  # methods that produce another kind of model (ONNX Runtime's quantize_static)
+        qmodel = replaced
     qmodel.eval()
     qmodel.calib_seconds = time.perf_counter() - start
     return qmodel
@@ -43,6 +45,8 @@ def save(qmodel: nn.Module, path: str | Path) -> None:
     config = getattr(qmodel, "srquant_config", None)
     if config is None:
         raise ValueError("not a model returned by srquant.quantize")
+    if hasattr(qmodel, "onnx_path"):
+        raise ValueError(f"{config.method} produced an ONNX model ({qmodel.onnx_path}); keep it with .save_onnx(path)")
     payload = {
         "format": ARTIFACT_FORMAT,
         "srquant_version": __version__,
@@ -80,6 +84,8 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
             raise ValueError(f"{path} holds a model srquant cannot rebuild by name; pass its float architecture as model=")
         model = create(build["name"], build["scale"], **build["kwargs"])
     qmodel = prepare(model, config)
+    if hasattr(config, "rebuild"):  # methods that install their own quantizer modules (DFSQ); buffers load below
+        config.rebuild(qmodel)
     state = payload["state_dict"]
     for name, q in quantizers(qmodel):
         prefix = f"{name}." if name else ""

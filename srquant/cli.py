@@ -16,14 +16,12 @@ def _datasets(args: argparse.Namespace, scale: int) -> list[BenchmarkFolder]:
 
 
 def _build_model(args: argparse.Namespace):
-    from .models import create, get_spec
+    from .models import create, get_spec, list_models
 
     spec = get_spec(args.model)
     if args.weights is None and args.scale not in spec.default_weights:
-        raise SystemExit(
-            f"srquant: {spec.name} x{args.scale} has no embedded weights; pass --weights "
-            f"(embedded: {', '.join(f'{n} x{s}' for n in ['abpn'] for s in get_spec(n).default_weights)})"
-        )
+        embedded = [f"{n} x{s}" for n in list_models() for s in get_spec(n).default_weights]
+        raise SystemExit(f"srquant: {spec.name} x{args.scale} has no embedded weights; pass --weights (embedded: {', '.join(embedded)})")
     return create(args.model, args.scale, weights=args.weights, pretrained=args.weights is None)
 
 
@@ -109,11 +107,12 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from .bench import SweepConfig, local_executor, ray_executor, run_sweep
+    from .bench import SweepConfig, inline_executor, local_executor, ray_executor, run_sweep
 
     config = SweepConfig.from_file(args.config)
     out = Path(args.out or Path("runs") / "bench" / config.name)
-    executor = ray_executor(args.ray_address) if args.executor == "ray" else local_executor(args.workers)
+    executors = {"local": lambda: local_executor(args.workers), "inline": inline_executor, "ray": lambda: ray_executor(args.ray_address)}
+    executor = executors[args.executor]()
     run_sweep(config, out, executor, progress=not args.quiet)
     print((out / "tables.md").read_text(), end="")
     print(f"wrote {out}/results.json, results.csv, tables.md")
@@ -176,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
     p.add_argument("config", help="sweep config file")
     p.add_argument("--out", help="output folder (default runs/bench/<name>); finished cells are cached there")
-    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--executor", choices=["local", "inline", "ray"], default="local", help="local processes, this process, or Ray")
     p.add_argument("--workers", type=int, default=1, help="local worker processes")
     p.add_argument("--ray-address", help="Ray cluster address (default: a local instance)")
     p.add_argument("--quiet", action="store_true")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..results import ResultRecord, write_results, write_text_atomic
 from .config import Cell, SweepConfig, expand
-from .runner import hardware, local_executor, ray_executor, run_cell, run_cells
+from .runner import hardware, inline_executor, local_executor, ray_executor, run_cell, run_cells
 from .tables import paper_tables, to_csv
 
 
@@ -24,4 +24,4 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, executor=None, progress:
     return records
 
 
-__all__ = ["Cell", "SweepConfig", "expand", "hardware", "local_executor", "paper_tables", "ray_executor", "run_cell", "run_cells", "run_sweep", "to_csv"]
+__all__ = ["Cell", "SweepConfig", "expand", "hardware", "inline_executor", "local_executor", "paper_tables", "ray_executor", "run_cell", "run_cells", "run_sweep", "to_csv"]

@@ -73,6 +73,11 @@ def _run_cell_json(cell_dict: dict) -> dict:
     return run_cell(cell_from_dict(cell_dict))
 
 
+def inline_executor() -> Callable[[list[dict]], Iterable[dict]]:
+    """Run cells one by one in this process (debugging, tests)."""
+    return lambda cells: (_run_cell_json(c) for c in cells)
+
+
 def local_executor(workers: int = 1) -> Callable[[list[dict]], Iterable[dict]]:
     """Run cells in ``workers`` spawned local processes (a fresh interpreter per worker, none shared with the caller)."""
 

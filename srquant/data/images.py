@@ -24,7 +24,7 @@ def read_image(path: str | Path, with_gray_flag: bool = False) -> np.ndarray | t
 
     path = Path(path)
     try:
-        img = _read_png16(path) if _is_png16(path) else np.asarray(iio.imread(path))
+        img = _read_png16(path) if _is_png16(path) else np.asarray(iio.imread(path, plugin="pillow"))
     except Exception as err:  # the decoders raise many types for a broken file
         raise ImageError(f"cannot read image {path}: {err}") from None
     if img.dtype == np.uint16:

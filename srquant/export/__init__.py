@@ -6,3 +6,61 @@ __all__ = [
     "ExportError", "OpReport", "OrtRunner", "clean_qdq", "export_float_onnx", "export_onnx", "op_report",
     "optimized_graph", "session_options",
 ]
+
+
+def add_export_commands(subparsers) -> None:
+    """Register ``srquant export`` (saved quantized model -> ONNX QDQ) and ``srquant ort-report`` (what an
+    ONNX file runs as in ONNX Runtime) on the CLI's subparsers."""
+    p = subparsers.add_parser("export", help="export a saved quantized model (srquant quantize) to ONNX QDQ INT8")
+    p.add_argument("artifact", help="model.pt written by `srquant quantize` (quantize with --option act_points=runtime "
+                                    "for an all-integer graph)")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--model", help="float architecture name, for artifacts srquant cannot rebuild by name")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--weights", help="float checkpoint for --model")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--size", type=int, default=64, help="LR size of the check input (sim vs ONNX Runtime, op report)")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_cmd_export)
+
+    p = subparsers.add_parser("ort-report", help="ops ONNX Runtime runs for an ONNX file, kernel time, float ops")
+    p.add_argument("onnx", help="ONNX file")
+    p.add_argument("--size", type=int, default=256, help="LR input height and width")
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--input-range", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--optimization", default="extended", choices=["basic", "extended", "all"])
+    p.add_argument("--runs", type=int, default=3)
+    p.set_defaults(func=_cmd_ort_report)
+
+
+def _smooth_input(channels: int, size: int, scale: float):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, channels, max(1, size // 8), max(1, size // 8), generator=g)
+    return torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear", align_corners=False) * scale
+
+
+def _cmd_export(args) -> None:
+    import torch
+
+    from .. import api
+    from ..models import create
+
+    model = create(args.model, args.scale, weights=args.weights) if args.model else None
+    qmodel = api.load(args.artifact, model=model)
+    path = export_onnx(qmodel, args.out, opset=args.opset)
+    info = getattr(qmodel, "sr_info", None)
+    x = _smooth_input(1 if info is not None and info.color == "y" else 3, args.size, info.input_range if info else 1.0)
+    with torch.no_grad():
+        sim = qmodel(x)
+    real = OrtRunner(path, threads=args.threads)(x)
+    print(f"wrote {path}; simulation vs ONNX Runtime on a {args.size}px input: max |diff| "
+          f"{float((sim - real).abs().max()):.4g} (output max {float(sim.abs().max()):.4g})")
+    print(op_report(path, x, threads=args.threads).format())
+
+
+def _cmd_ort_report(args) -> None:
+    x = _smooth_input(args.channels, args.size, args.input_range)
+    print(op_report(args.onnx, x, threads=args.threads, optimization=args.optimization, runs=args.runs).format())

@@ -126,14 +126,30 @@ def _weight_codes(layer: QuantLayer, where: str) -> tuple[torch.Tensor, torch.Te
     return codes, scale.detach().reshape(-1), zp.detach().reshape(-1), out_axis, signed
 
 
+SATURATION_FREE = 64  # |int8 weight code| <= 64 keeps u8 x s8 pair sums inside int16 (255 * 64 * 2 < 32768)
+
+
+def _check_saturation(max_code: int, where: str) -> None:
+    from ..methods.ort import cpu_has_vnni
+
+    if max_code > SATURATION_FREE and cpu_has_vnni() is False:
+        warnings.warn(
+            f"weight codes up to {max_code} (e.g. {where}): on this CPU (no AVX512-VNNI / AVX-VNNI / AMX) ONNX "
+            "Runtime's U8S8 kernels add pairs of u8 x s8 products in saturating int16, so the INT8 model will not "
+            "match the simulation; quantize with w_bits=7 (codes within +-64) for an exact export", stacklevel=3)
+
+
 def _export_copy(qmodel: nn.Module) -> nn.Module:
     """A copy of ``qmodel`` whose quantizers emit QDQ nodes when traced."""
     model = copy.deepcopy(qmodel).eval()
     weight_ids = set()
+    max_code, max_where = 0, ""
     for name, layer in quant_layers(model):
         if layer.weight_quant.mode != "quant":
             raise ExportError(f"{name}: weights are not quantized (mode {layer.weight_quant.mode!r}); calibrate first")
         codes, scale, zp, axis, signed = _weight_codes(layer, name)
+        if signed and int(codes.abs().max()) > max_code:
+            max_code, max_where = int(codes.abs().max()), name
         weight_ids.add(id(layer.weight_quant))
 
         packed = _Codes(codes, scale, zp, axis, signed)
@@ -155,6 +171,7 @@ def _export_copy(qmodel: nn.Module) -> nn.Module:
             return _ActQDQ.apply(x, *params)
 
         q.forward = act_forward
+    _check_saturation(max_code, max_where)
     return model
 
 

@@ -136,11 +136,18 @@ class OpReport:
                 "ops": {op: vars(s) for op, s in self.ops.items()}}
 
 
-def _is_float(type_shapes) -> bool:
+def _has_float(type_shapes, min_rank: int) -> bool:
     for entry in type_shapes or []:
-        if any(k in FLOAT_TYPES for k in entry):
-            return True
+        for dtype, shape in entry.items():
+            if dtype in FLOAT_TYPES and len(shape or []) >= min_rank:
+                return True
     return False
+
+
+def _float_kernel(args: dict) -> bool:
+    """A kernel computes in float if it writes a float tensor or reads one of rank >= 2 (scales and per-channel
+    scale vectors of the QLinear ops are float too, but they are parameters, not data)."""
+    return _has_float(args.get("output_type_shape"), 0) or _has_float(args.get("input_type_shape"), 2)
 
 
 def op_report(path: str | Path, example: torch.Tensor | np.ndarray, *, threads: int = 2,
@@ -172,7 +179,7 @@ def op_report(path: str | Path, example: torch.Tensor | np.ndarray, *, threads: 
         args = ev.get("args", {})
         node = ev["name"][: -len("_kernel_time")]
         per_node_runs[node].append(ev.get("dur", 0) / 1000.0)
-        is_float = _is_float(args.get("input_type_shape")) or _is_float(args.get("output_type_shape"))
+        is_float = _float_kernel(args)
         node_info[node] = (args.get("op_name", "?"), is_float)
     for node, times in per_node_runs.items():
         op, is_float = node_info[node]

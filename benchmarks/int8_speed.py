@@ -1,0 +1,167 @@
+"""FP32 PyTorch vs FP32 ONNX Runtime vs INT8 ONNX Runtime (srquant export), timed side by side in one run.
+
+    python benchmarks/int8_speed.py --model imdn --scale 4 --weights ../shared/weights/imdn_x4.pth
+    python benchmarks/int8_speed.py --model pan --scale 4 --weights ../shared/weights/pan_x4.pth --ort-baseline
+
+One LR input of --size x --size pixels (cut from a calibration image and shrunk with MATLAB bicubic, so that
+models like PAN see natural statistics), the same for every backend; each backend gets --warmup runs, then the
+--repeats timed runs are interleaved across backends (one run of each in turn) so that load changes on a shared
+machine hit all of them alike; medians are reported. The INT8 model is srquant's runtime-point simulation
+(``act_points="runtime"``, all layers, --method) exported to ONNX QDQ; ``--ort-baseline`` adds ONNX Runtime's own
+quantize_static (ort-minmax) for comparison. After the timings: which ops ONNX Runtime runs after graph
+optimization, which stay float and their share of kernel time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import srquant
+from srquant.data import sample_lr_patches
+from srquant.data.images import list_images, read_image
+from srquant.data.imresize import imresize
+from srquant.evaluate import prepare_input
+from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
+from srquant.methods import OrtMinMaxConfig, config_class
+from srquant.methods.ort import cpu_has_vnni
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def lr_input(info, size: int, folder: Path | None, seed: int = 0) -> torch.Tensor:
+    """A size x size LR image in the model's input range (a natural crop when ``folder`` has one)."""
+    hr_size = size * info.scale
+    if folder is not None and folder.exists():
+        for path in list_images(folder):
+            img = read_image(path)
+            if min(img.shape[:2]) >= hr_size:
+                top, left = (img.shape[0] - hr_size) // 2, (img.shape[1] - hr_size) // 2
+                return prepare_input(imresize(img[top:top + hr_size, left:left + hr_size], 1.0 / info.scale), info)
+    print(f"note: no calibration image of {hr_size}px; timing on smooth random input", file=sys.stderr)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, size // 8, size // 8, generator=g), size=(size, size),
+                                        mode="bilinear", align_corners=False)
+    return x * info.input_range
+
+
+def timeit(backends: dict, x: torch.Tensor, repeats: int, warmup: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in backends}
+    with torch.inference_mode():
+        for fn in backends.values():
+            for _ in range(warmup):
+                fn(x)
+        for _ in range(repeats):
+            for name, fn in backends.items():
+                start = time.perf_counter()
+                fn(x)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="imdn")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--weights", help="checkpoint (default: the model's embedded weights)")
+    p.add_argument("--size", type=int, default=256, help="LR input height and width")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--optimization", default="extended", choices=["basic", "extended", "all"])
+    p.add_argument("--method", default="minmax", help="srquant calibration method of the INT8 model")
+    p.add_argument("--w-bits", type=int, default=None,
+                   help="weight bits (default: 8 on CPUs with VNNI, else 7: ONNX Runtime's U8S8 kernels saturate)")
+    p.add_argument("--calib", type=Path, default=SHARED / "data" / "calib" / "SunHays80")
+    p.add_argument("--n-calib", type=int, default=32)
+    p.add_argument("--ort-baseline", action="store_true", help="also time ONNX Runtime's quantize_static (ort-minmax)")
+    p.add_argument("--out", type=Path, help="keep the ONNX files here (default: a temporary folder)")
+    p.add_argument("--json", type=Path, help="write the figures here")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    vnni = cpu_has_vnni()
+    w_bits = args.w_bits or (8 if vnni else 7)
+    model = srquant.create(args.model, args.scale, weights=args.weights, pretrained=args.weights is None)
+    info = model.sr_info
+    calib_src = args.calib if args.calib.exists() else None
+    if calib_src is None:
+        from srquant.data.benchmark import DEMO_CALIB_FILES, demo_image_dir
+
+        calib_src = [demo_image_dir() / f for f in DEMO_CALIB_FILES]
+    calib = prepare_input(sample_lr_patches(calib_src, args.n_calib, 48, args.scale, seed=0).patches, info)
+    x = lr_input(info, args.size, args.calib if args.calib.exists() else None)
+
+    tmp = None
+    if args.out is None:
+        tmp = tempfile.TemporaryDirectory(prefix="srquant-bench-")
+        out = Path(tmp.name)
+    else:
+        out = args.out
+        out.mkdir(parents=True, exist_ok=True)
+    config = config_class(args.method)(w_bits=w_bits, a_bits=8, scope="all", act_points="runtime")
+    start = time.perf_counter()
+    qmodel = srquant.quantize(model, config, calib)
+    calib_s = time.perf_counter() - start
+    fp_path = export_float_onnx(model, out / f"{args.model}_x{args.scale}_fp32.onnx")
+    int8_path = export_onnx(qmodel, out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8.onnx")
+
+    backends = {
+        "torch fp32": model,
+        "ort fp32": OrtRunner(fp_path, args.threads, args.optimization),
+        "ort int8 (srquant)": OrtRunner(int8_path, args.threads, args.optimization),
+    }
+    if args.ort_baseline:
+        ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads,
+                                                        optimization=args.optimization), calib)
+        backends["ort int8 (quantize_static)"] = ort_q
+
+    with torch.no_grad():
+        ref = model(x)
+        sim = qmodel(x)
+    real = backends["ort int8 (srquant)"](x)
+    rng = info.input_range
+
+    def psnr(a, b):
+        mse = float(((a.clamp(0, rng) - b.clamp(0, rng)) / rng).pow(2).mean())
+        return 10 * np.log10(1 / mse) if mse > 0 else float("inf")
+
+    print(f"{args.model} x{args.scale}, LR {args.size}x{args.size}, {args.threads} threads, ORT {args.optimization}, "
+          f"CPU VNNI: {vnni}; INT8 = srquant {args.method} W{w_bits}A8 runtime points (calibrated in {calib_s:.1f} s)")
+    print(f"output PSNR vs FP32 on this input: simulation {psnr(sim, ref):.2f} dB, ONNX Runtime INT8 {psnr(real, ref):.2f} dB; "
+          f"sim vs ORT max |diff| {float((sim - real).abs().max()):.4g}")
+    times = timeit(backends, x, args.repeats, args.warmup)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\n| backend | median s (of {args.repeats}) | vs torch fp32 | vs ort fp32 |\n|---|---:|---:|---:|")
+    for name, t in med.items():
+        print(f"| {name} | {t:.4f} | {med['torch fp32'] / t:.2f}x | {med['ort fp32'] / t:.2f}x |")
+
+    report = op_report(int8_path, x, threads=args.threads, optimization=args.optimization, runs=2)
+    print()
+    print(report.format())
+    result = {"model": args.model, "scale": args.scale, "size": args.size, "threads": args.threads,
+              "optimization": args.optimization, "cpu_vnni": vnni, "method": args.method, "w_bits": w_bits,
+              "median_s": med, "times_s": times, "int8_ops": report.to_dict()}
+    if args.ort_baseline:
+        base = op_report(backends["ort int8 (quantize_static)"].onnx_path, x, threads=args.threads,
+                         optimization=args.optimization, runs=2)
+        print("\nONNX Runtime quantize_static model:")
+        print(base.format())
+        result["ort_baseline_ops"] = base.to_dict()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+        print(f"wrote {args.json}")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
