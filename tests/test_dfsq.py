@@ -10,7 +10,7 @@ from torch import nn
 import srquant
 from srquant.methods import DFSQConfig, config_from_dict
 from srquant.methods.dfsq import ablation_configs
-from srquant.quant.model import quant_layers
+from srquant.quant.model import quant_layers, quantizers_off
 from srquant.quant.subset import (
     SubsetQuantizer, kmeans_1d, normalize, quant_loss, quantize_to_points, select_exhaustive, select_kmeans,
     select_optimal, snap, thin_universal, universal_set,
@@ -149,7 +149,7 @@ def _calib() -> torch.Tensor:
     return torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(1))
 
 
-FAST = dict(restarts=2, kmeans_iters=30, batch_size=4)
+FAST = dict(restarts=2, kmeans_iters=30, batch_size=8)
 
 
 def test_config_validation_and_defaults():
@@ -179,6 +179,9 @@ def test_dfsq_quantizes_body_and_round_trips(tmp_path):
     with torch.no_grad():
         err = (q(x) - model(x)).pow(2).mean()
         assert 0 < err < 0.05 * model(x).pow(2).mean()
+    with torch.no_grad(), quantizers_off(q):
+        assert torch.allclose(q(x), model(x), atol=1e-6)
+    assert all(l.input_quant.mode == "quant" for l in layers.values())
     again = srquant.quantize(model, DFSQConfig(w_bits=4, a_bits=4, **FAST), calib)
     with torch.no_grad():
         assert torch.equal(again(x), q(x))  # deterministic

@@ -35,13 +35,7 @@ CHECKPOINTS = [
 IDS = [f"{name}-x{scale}" for name, scale, _, _ in CHECKPOINTS]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small inputs run faster on one thread than on a shared, busy intra-op pool."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _n_params(model: torch.nn.Module) -> int:

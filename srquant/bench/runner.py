@@ -82,6 +82,8 @@ def local_executor(workers: int = 1) -> Callable[[list[dict]], Iterable[dict]]:
     """Run cells in ``workers`` spawned local processes (a fresh interpreter per worker, none shared with the caller)."""
 
     def execute(cells: list[dict]) -> Iterable[dict]:
+        # workers inherit this before torch loads: idle OpenMP threads sleep rather than spin (2 busy cores)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             for future in as_completed([pool.submit(_run_cell_json, c) for c in cells]):
                 yield future.result()

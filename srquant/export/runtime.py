@@ -27,6 +27,7 @@ OPT_LEVELS = {
 }
 DEFAULT_OPT = "extended"
 CONVERSIONS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+SHAPE_ONLY = {"Shape", "Size"}  # read a tensor's shape, not its values
 FLOAT_TYPES = {"float", "double", "float16", "bfloat16"}
 
 
@@ -179,7 +180,7 @@ def op_report(path: str | Path, example: torch.Tensor | np.ndarray, *, threads: 
         args = ev.get("args", {})
         node = ev["name"][: -len("_kernel_time")]
         per_node_runs[node].append(ev.get("dur", 0) / 1000.0)
-        is_float = _float_kernel(args)
+        is_float = _float_kernel(args) and args.get("op_name") not in SHAPE_ONLY
         node_info[node] = (args.get("op_name", "?"), is_float)
     for node, times in per_node_runs.items():
         op, is_float = node_info[node]

@@ -21,10 +21,10 @@ class ReconstructionConfig(QuantConfig):
 
     init: str = "mse"  # mse | minmax: how the ranges are initialised before tuning
     grid: int = 40  # MSE grid (init="mse")
-    iters: int = 300  # optimizer steps per unit
+    iters: int = 200  # optimizer steps per unit
     tune_batch_size: int = 8  # samples per step
-    lr_rounding: float = 1e-3
-    lr_act_range: float = 1e-3  # relative to the initial range width
+    lr_rounding: float = 1e-1  # Adam on the rounding variables (BRECQ: 1e-3 over 20k steps)
+    lr_act_range: float = 5e-3  # Adam on activation bounds, relative to the initial range width (cosine decay)
     warmup: float = 0.2
     beta_start: float = 20.0
     beta_end: float = 2.0

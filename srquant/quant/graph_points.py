@@ -556,7 +556,7 @@ def insert_points(qmodel: nn.Module, config=None, *, example: torch.Tensor | Non
                   rewrite_variance: bool = True, bits: int = 8) -> nn.Module:
     """Add runtime quantization points to a prepared model, in place (returns it).
 
-    ``config`` supplies ``a_symmetric`` for the new quantizers; ``example`` (default: a 32x32 input) only drives
+    ``config`` supplies ``a_symmetric`` for the new quantizers; ``example`` (default: a 24x24 input) only drives
     shape discovery. Modules that cannot be traced, or run more than once per forward, are kept as single float
     ops (a warning names them).
     """
@@ -666,7 +666,7 @@ def _example_input(model: nn.Module) -> torch.Tensor:
         first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))), None)
         channels = first.in_channels if first is not None else (layers[0].layer.in_channels if layers else 3)
         scale = 1.0
-    return torch.rand(1, channels, 32, 32, generator=torch.Generator().manual_seed(0)) * scale
+    return torch.rand(1, channels, 24, 24, generator=torch.Generator().manual_seed(0)) * scale
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -733,6 +733,6 @@ def describe(model: nn.Module) -> str:
     lines = []
     for name, p in act_points(model):
         q = p.quantizer
-        rng = f"[{float(q.lo):.4g}, {float(q.hi):.4g}]" if q.mode == "quant" and q.lo.dim() == 0 else q.mode
+        rng = f"[{float(q.lo):.4g}, {float(q.hi):.4g}]" if q.mode == "quant" and q.lo.numel() == 1 else q.mode
         lines.append(f"{name:40s} {p.tensor:40s} {'primary' if p.primary else 'reapply':8s} {p.tied_to or 'own':36s} {rng}")
     return "\n".join(lines)

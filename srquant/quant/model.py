@@ -66,13 +66,16 @@ def set_mode(qmodel: nn.Module, mode: str, which: str = "all") -> None:
 @contextmanager
 def quantizers_off(qmodel: nn.Module):
     """Temporarily run the float path (remembers each quantizer's mode)."""
-    saved = {name: q.mode for name, q in quantizers(qmodel)}
+    saved = {id(q): (q, q.mode) for _, q in quantizers(qmodel)}
+    for _, layer in quant_layers(qmodel):  # also quantizers of other kinds (DFSQ's SubsetQuantizer)
+        for q in (layer.weight_quant, layer.input_quant):
+            saved.setdefault(id(q), (q, q.mode))
     set_mode(qmodel, "off")
     try:
         yield qmodel
     finally:
-        for name, q in quantizers(qmodel):
-            q.mode = saved[name]
+        for q, mode in saved.values():
+            q.mode = mode
 
 
 def run_batches(model: nn.Module, calib: torch.Tensor, batch_size: int) -> None:

@@ -105,14 +105,13 @@ def normalize(x: torch.Tensor, post_relu: torch.Tensor | bool, group: int = 1,
         xc = x - shift
         scale = xc.abs().amax(dims, keepdim=True) + eps
         return xc / scale, scale, shift
-    parts = [normalize(x[s : s + group].transpose(0, 1).unsqueeze(0), post_relu, 1, eps) for s in range(0, b, group)]  # each group as one sample (1, C, g, ...)
-    back = lambda t: torch.cat([p.squeeze(0).transpose(0, 1) for p in t])
-    xn = back([p[0] for p in parts])
-    scale = torch.cat([p[1].squeeze(0).transpose(0, 1).expand(min(group, b - i * group), -1, *([-1] * (x.dim() - 2)))
-                       for i, p in enumerate(parts)])
-    shift = torch.cat([p[2].squeeze(0).transpose(0, 1).expand(min(group, b - i * group), -1, *([-1] * (x.dim() - 2)))
-                       for i, p in enumerate(parts)])
-    return xn, scale, shift
+    parts = []
+    unfold = lambda t: t.squeeze(0).transpose(0, 1)  # (1, C, g, ...) -> (g, C, ...)
+    for s in range(0, b, group):  # a group of samples is normalized as one sample (1, C, g, ...)
+        xn, scale, shift = normalize(x[s : s + group].transpose(0, 1).unsqueeze(0), post_relu, 1, eps)
+        size = (min(group, b - s), *([-1] * (x.dim() - 1)))
+        parts.append((unfold(xn), unfold(scale).expand(size), unfold(shift).expand(size)))
+    return tuple(torch.cat(p) for p in zip(*parts))
 
 
 class SubsetQuantizer(nn.Module):

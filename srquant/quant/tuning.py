@@ -47,16 +47,17 @@ class TuningConfig:
     learn_weight_range: bool = False  # weight lo/hi
     input_source: str = "quant"  # quant (BRECQ) | float | qdrop
     drop_prob: float = 0.5  # QDrop: probability an activation element skips quantization / comes from float
-    iters: int = 300  # optimizer steps per unit
+    iters: int = 200  # optimizer steps per unit
     batch_size: int = 8  # samples per step (drawn from the calibration set)
-    lr_rounding: float = 1e-3  # Adam on the rounding variables
-    lr_act_range: float = 1e-3  # Adam on activation bounds, relative to each quantizer's initial range width
+    lr_rounding: float = 1e-1  # Adam on the rounding variables (high: short schedules must still decide them)
+    lr_act_range: float = 5e-3  # Adam on activation bounds, relative to each quantizer's initial range width
     lr_weight_range: float = 1e-4  # Adam on weight bounds, relative to each quantizer's initial range width
     warmup: float = 0.2  # fraction of iterations without the rounding regularizer
     beta: tuple[float, float] = (20.0, 2.0)  # regularizer exponent, annealed linearly after warm-up
     lam: float = 0.01  # weight of the rounding regularizer
     seed: int = 0
     forward_batch: int = 8  # batch size of the no-grad collection passes
+    keep_best: bool = True  # if tuning ends worse than the initial state on the unit's loss, restore that state
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -302,6 +303,7 @@ class UnitReport:
     loss_after: float
     undecided: float  # fraction of rounding variables whose soft value was still in (0.1, 0.9) at the end
     seconds: float
+    reverted: bool = False  # keep_best restored the initial state (loss_after is then the initial loss)
 
 
 def _range_width(q: UniformQuantizer) -> float:
@@ -344,6 +346,8 @@ def tune_unit(unit: Unit, inputs_q: list[torch.Tensor] | None, inputs_fp: list[t
             groups.append({"params": [iq.lo, iq.hi], "lr": config.lr_act_range * _range_width(iq)})
     for q in rounding:
         trained.append(q.alpha)
+    initial = [(g["params"][0], g["params"][0].detach().clone(), g["params"][1], g["params"][1].detach().clone())
+               for g in groups]
     for g in groups:
         trained.extend(g["params"])
     for p in trained:
@@ -409,8 +413,17 @@ def tune_unit(unit: Unit, inputs_q: list[torch.Tensor] | None, inputs_fp: list[t
         for p in trained:
             p.requires_grad_(False)
     loss_after = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
+    reverted = config.keep_best and loss_after > loss_before
+    if reverted:
+        with torch.no_grad():
+            for lo, lo0, hi, hi0 in initial:
+                lo.copy_(lo0)
+                hi.copy_(hi0)
+        for q in rounding:
+            q.alpha, q.hard_rounding = None, True
+        loss_after = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
     return UnitReport(unit.name, unit.kind, len(unit.layers), loss_before, loss_after,
-                      undecided_n / total_n if total_n else 0.0, time.perf_counter() - start_time)
+                      undecided_n / total_n if total_n else 0.0, time.perf_counter() - start_time, reverted)
 
 
 def reconstruct(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: TuningConfig,
