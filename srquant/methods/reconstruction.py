@@ -30,6 +30,7 @@ class ReconstructionConfig(QuantConfig):
     beta_end: float = 2.0
     lam: float = 0.01
     blocks: list[str] = field(default_factory=list)  # block name patterns (empty: ModelSpec, then auto-detect)
+    keep_best: bool = True  # a unit whose tuned loss is worse than its initial loss keeps the initial state
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -45,7 +46,7 @@ class ReconstructionConfig(QuantConfig):
         base = dict(
             blocks=tuple(self.blocks), iters=self.iters, batch_size=self.tune_batch_size, lr_rounding=self.lr_rounding,
             lr_act_range=self.lr_act_range, warmup=self.warmup, beta=(self.beta_start, self.beta_end), lam=self.lam,
-            seed=self.seed, forward_batch=self.batch_size, progress=self.progress,
+            seed=self.seed, forward_batch=self.batch_size, keep_best=self.keep_best, progress=self.progress,
         )
         return TuningConfig(**{**base, **kw})
 
