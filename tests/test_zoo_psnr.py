@@ -1,4 +1,5 @@
-"""Every released checkpoint reproduces the Y-PSNR of ../shared/weights/MANIFEST.md within 0.01 dB."""
+"""Every released checkpoint reproduces the Y-PSNR of ../shared/weights/MANIFEST.md within 0.01 dB; the embedded
+defaults beat bicubic on Set5."""
 import pytest
 import torch
 
@@ -9,6 +10,7 @@ from srquant.models.releases import RELEASES
 
 from conftest import need_shared
 
+
 @pytest.mark.shared
 @pytest.mark.parametrize("name,scale,weights,dataset,expected", RELEASES, ids=[f"{r.model}-x{r.scale}-{r.dataset}" for r in RELEASES])
 def test_checkpoint_reproduces_manifest_psnr(name, scale, weights, dataset, expected):
@@ -17,3 +19,16 @@ def test_checkpoint_reproduces_manifest_psnr(name, scale, weights, dataset, expe
     with torch.inference_mode():
         rec = evaluate(model_predictor(model, model.sr_info), [folder], model=name, progress=False)[0]
     assert rec.psnr_y == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("scale,gain", [(2, 2.0), (4, 1.5)])
+def test_embedded_abpn_beats_bicubic_on_set5(scale, gain):
+    from srquant.evaluate import bicubic_predictor
+
+    folder = BenchmarkFolder(need_shared("data", "benchmarks", "Set5"), scale)
+    model = create("abpn", scale, pretrained=True)
+    with torch.inference_mode():
+        ours = evaluate(model_predictor(model, model.sr_info), [folder], model="abpn", progress=False)[0].psnr_y
+    bicubic = evaluate(bicubic_predictor(scale), [folder], model="bicubic", progress=False)[0].psnr_y
+    assert ours >= bicubic + gain
