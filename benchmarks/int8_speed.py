@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--optimization", default="extended", choices=["basic", "extended", "all"])
     p.add_argument("--method", default="minmax", help="srquant calibration method of the INT8 model")
-    p.add_argument("--w-bits", type=int, default=None,
-                   help="weight bits (default: 8 on CPUs with VNNI, else 7: ONNX Runtime's U8S8 kernels saturate)")
+    p.add_argument("--w-bits", type=int, nargs="+", default=None,
+                   help="weight bits of the INT8 models (default: 8, plus 7 on CPUs without VNNI, where 8-bit codes "
+                        "are stored as uint8 to avoid the saturating U8S8 kernels and 7-bit codes run U8S8)")
     p.add_argument("--calib", type=Path, default=SHARED / "data" / "calib" / "SunHays80")
     p.add_argument("--n-calib", type=int, default=32)
     p.add_argument("--ort-baseline", action="store_true", help="also time ONNX Runtime's quantize_static (ort-minmax)")
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     vnni = cpu_has_vnni()
-    w_bits = args.w_bits or (8 if vnni else 7)
+    w_bits_list = args.w_bits or ([8] if vnni else [8, 7])
     model = srquant.create(args.model, args.scale, weights=args.weights, pretrained=args.weights is None)
     info = model.sr_info
     calib_src = args.calib if args.calib.exists() else None
@@ -106,27 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out = args.out
         out.mkdir(parents=True, exist_ok=True)
-    config = config_class(args.method)(w_bits=w_bits, a_bits=8, scope="all", act_points="runtime")
-    start = time.perf_counter()
-    qmodel = srquant.quantize(model, config, calib)
-    calib_s = time.perf_counter() - start
     fp_path = export_float_onnx(model, out / f"{args.model}_x{args.scale}_fp32.onnx")
-    int8_path = export_onnx(qmodel, out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8.onnx")
-
-    backends = {
-        "torch fp32": model,
-        "ort fp32": OrtRunner(fp_path, args.threads, args.optimization),
-        "ort int8 (srquant)": OrtRunner(int8_path, args.threads, args.optimization),
-    }
+    backends = {"torch fp32": model, "ort fp32": OrtRunner(fp_path, args.threads, args.optimization)}
+    qmodels, int8_paths, calib_s = {}, {}, {}
+    for w_bits in w_bits_list:
+        config = config_class(args.method)(w_bits=w_bits, a_bits=8, scope="all", act_points="runtime")
+        start = time.perf_counter()
+        qmodels[w_bits] = srquant.quantize(model, config, calib)
+        calib_s[w_bits] = time.perf_counter() - start
+        int8_paths[w_bits] = export_onnx(qmodels[w_bits], out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8.onnx")
+        backends[f"ort int8 W{w_bits}A8 (srquant)"] = OrtRunner(int8_paths[w_bits], args.threads, args.optimization)
     if args.ort_baseline:
         ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads,
                                                         optimization=args.optimization), calib)
         backends["ort int8 (quantize_static)"] = ort_q
 
-    with torch.no_grad():
-        ref = model(x)
-        sim = qmodel(x)
-    real = backends["ort int8 (srquant)"](x)
     rng = info.input_range
 
     def psnr(a, b):
@@ -134,21 +129,28 @@ def main(argv: list[str] | None = None) -> int:
         return 10 * np.log10(1 / mse) if mse > 0 else float("inf")
 
     print(f"{args.model} x{args.scale}, LR {args.size}x{args.size}, {args.threads} threads, ORT {args.optimization}, "
-          f"CPU VNNI: {vnni}; INT8 = srquant {args.method} W{w_bits}A8 runtime points (calibrated in {calib_s:.1f} s)")
-    print(f"output PSNR vs FP32 on this input: simulation {psnr(sim, ref):.2f} dB, ONNX Runtime INT8 {psnr(real, ref):.2f} dB; "
-          f"sim vs ORT max |diff| {float((sim - real).abs().max()):.4g}")
+          f"CPU VNNI: {vnni}; INT8 = srquant {args.method} runtime points, all layers")
+    with torch.no_grad():
+        ref = model(x)
+        for w_bits, qmodel in qmodels.items():
+            sim, real = qmodel(x), backends[f"ort int8 W{w_bits}A8 (srquant)"](x)
+            print(f"W{w_bits}A8 (calibrated in {calib_s[w_bits]:.1f} s): output PSNR vs FP32 on this input: simulation "
+                  f"{psnr(sim, ref):.2f} dB, ONNX Runtime INT8 {psnr(real, ref):.2f} dB; sim vs ORT max |diff| "
+                  f"{float((sim - real).abs().max()):.4g}")
     times = timeit(backends, x, args.repeats, args.warmup)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"\n| backend | median s (of {args.repeats}) | vs torch fp32 | vs ort fp32 |\n|---|---:|---:|---:|")
     for name, t in med.items():
         print(f"| {name} | {t:.4f} | {med['torch fp32'] / t:.2f}x | {med['ort fp32'] / t:.2f}x |")
 
-    report = op_report(int8_path, x, threads=args.threads, optimization=args.optimization, runs=2)
-    print()
-    print(report.format())
     result = {"model": args.model, "scale": args.scale, "size": args.size, "threads": args.threads,
-              "optimization": args.optimization, "cpu_vnni": vnni, "method": args.method, "w_bits": w_bits,
-              "median_s": med, "times_s": times, "int8_ops": report.to_dict()}
+              "optimization": args.optimization, "cpu_vnni": vnni, "method": args.method,
+              "median_s": med, "times_s": times, "int8_ops": {}}
+    for w_bits, path in int8_paths.items():
+        report = op_report(path, x, threads=args.threads, optimization=args.optimization, runs=2)
+        print(f"\nW{w_bits}A8:")
+        print(report.format())
+        result["int8_ops"][f"W{w_bits}A8"] = report.to_dict()
     if args.ort_baseline:
         base = op_report(backends["ort int8 (quantize_static)"].onnx_path, x, threads=args.threads,
                          optimization=args.optimization, runs=2)

@@ -1,4 +1,4 @@
-"""The ``srquant`` command line: models, eval, train (quantize, export, rd and bench grow here as they land)."""
+"""The ``srquant`` command line: models, eval, quantize, export, bench, train (and the methods' own tools)."""
 from __future__ import annotations
 
 import argparse
@@ -46,13 +46,24 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .results import write_results
 
     kwargs = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet)
-    if args.model == "bicubic":
+    datasets = None if args.onnx else _datasets(args, args.scale)
+    if args.onnx:
+        from .export import OrtRunner
+
+        runner = OrtRunner(args.onnx, threads=args.threads)
+        info = runner.sr_info(args.scale)
+        predict, name, backend = model_predictor(runner, info), info.name, "onnxruntime"
+        config = json.loads(runner.metadata().get("srquant_config", "{}"))
+        kwargs.update(method=config.get("method"), w_bits=config.get("w_bits"), a_bits=config.get("a_bits"),
+                      scope=config.get("scope"), config=config or None)
+        datasets = _datasets(args, info.scale)
+    elif args.model == "bicubic":
         predict, name, backend = bicubic_predictor(args.scale), "bicubic", "numpy"
         kwargs["method"] = "bicubic"
     else:
         model = _build_model(args)
         predict, name, backend = model_predictor(model, model.sr_info), model.sr_info.name, "torch"
-    records = evaluate(predict, _datasets(args, args.scale), model=name, backend=backend, **kwargs)
+    records = evaluate(predict, datasets, model=name, backend=backend, **kwargs)
     _print_table(records)
     if args.json:
         write_results(args.json, records)
@@ -80,17 +91,32 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     from .results import markdown_table, write_results, write_text_atomic
 
     config = _method_config(args)
-    model = _build_model(args)
+    if args.clip_output is None:
+        model = _build_model(args)
+    else:
+        from .rd import model_variant
+
+        model = model_variant(args.model, args.scale, args.weights, clip=args.clip_output == "on")
     info = model.sr_info
     out = Path(args.out)
-    artifact = out / "model.pt"
-    if artifact.exists() and not args.force and api.saved_config(artifact) == config.to_dict():
-        print(f"reusing {artifact} (same config; --force recalibrates)")
+    artifact, inputs_file = out / "model.pt", out / "inputs.json"
+    inputs = {k: getattr(args, k) for k in ("model", "scale", "weights", "clip_output", "calib", "calib_gray",
+                                            "n_calib", "patch", "seed", "rd")}
+    inputs["config"] = config.to_dict()
+    same = artifact.exists() and inputs_file.exists() and json.loads(inputs_file.read_text()) == inputs
+    if same and not args.force:
+        print(f"reusing {artifact} (same model, calibration data and config; --force recalibrates)")
         qmodel = api.load(artifact, model=model)
     else:
-        calib = calibration_batch(info, args.calib, args.n_calib, args.patch, args.seed, args.calib_gray)
-        qmodel = api.quantize(model, config, calib)
+        if args.rd:  # whole LR images (srquant rd select / enhance output)
+            from .rd import load_rd, quantize_rd
+
+            qmodel = quantize_rd(model, config, load_rd(args.rd, args.scale, gray=args.calib_gray).values())
+        else:
+            calib = calibration_batch(info, args.calib, args.n_calib, args.patch, args.seed, args.calib_gray)
+            qmodel = api.quantize(model, config, calib)
         api.save(qmodel, artifact)
+        write_text_atomic(inputs_file, json.dumps(inputs, indent=2, default=str) + "\n")
         print(f"calibrated {config.method} W{config.w_bits}A{config.a_bits} in {qmodel.calib_seconds:.1f} s -> {artifact}")
     datasets = _datasets(args, args.scale)
     common = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet, model=info.name)
@@ -104,18 +130,6 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     write_text_atomic(out / "results.md", table)
     write_results(args.json or out / "results.json", records)
     print(f"wrote {out / 'results.md'} and {args.json or out / 'results.json'}")
-
-
-def cmd_bench(args: argparse.Namespace) -> None:
-    from .bench import SweepConfig, inline_executor, local_executor, ray_executor, run_sweep
-
-    config = SweepConfig.from_file(args.config)
-    out = Path(args.out or Path("runs") / "bench" / config.name)
-    executors = {"local": lambda: local_executor(args.workers), "inline": inline_executor, "ray": lambda: ray_executor(args.ray_address)}
-    executor = executors[args.executor]()
-    run_sweep(config, out, executor, progress=not args.quiet)
-    print((out / "tables.md").read_text(), end="")
-    print(f"wrote {out}/results.json, results.csv, tables.md")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -147,9 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", help="write the result schema here")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("eval", help="evaluate a model (or `--model bicubic`) on benchmark folders")
+    p = sub.add_parser("eval", help="evaluate a model (or `--model bicubic`, or an ONNX file) on benchmark folders")
     model_args(p)
     data_args(p)
+    p.add_argument("--onnx", help="evaluate this ONNX file in ONNX Runtime (e.g. from `srquant export`)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
     p.set_defaults(func=cmd_eval)
 
     from .methods import method_names
@@ -162,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", default="body", choices=["body", "all-ends8", "all"])
     p.add_argument("--calib", help="folder of HR calibration images (default: scikit-image sample photos)")
     p.add_argument("--calib-gray", action="store_true", help="grayscale calibration patches")
+    p.add_argument("--rd", help="folder of whole LR representative images (srquant rd select/enhance); "
+                                "min/max methods only")
+    p.add_argument("--clip-output", choices=["on", "off"],
+                   help="build the clipped or clip-free variant (models with a clip_output option)")
     p.add_argument("--n-calib", type=int, default=32, help="number of calibration patches")
     p.add_argument("--patch", type=int, default=48, help="LR patch size")
     p.add_argument("--seed", type=int, default=0)
@@ -172,14 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.set_defaults(func=cmd_quantize)
 
-    p = sub.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
-    p.add_argument("config", help="sweep config file")
-    p.add_argument("--out", help="output folder (default runs/bench/<name>); finished cells are cached there")
-    p.add_argument("--executor", choices=["local", "inline", "ray"], default="local", help="local processes, this process, or Ray")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes")
-    p.add_argument("--ray-address", help="Ray cluster address (default: a local instance)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_bench)
+    from .bench.cli import add_bench_commands
+
+    add_bench_commands(sub)
+
+    from .report import add_report_commands
+
+    add_report_commands(sub)
+
+    from .export import add_export_commands
+
+    add_export_commands(sub)
+
+    from .rd import add_rd_commands
+
+    add_rd_commands(sub)
+
+    from .analysis import add_analyze_commands
+
+    add_analyze_commands(sub)
 
     p = sub.add_parser("train", help="train a small model (the embedded defaults) on a folder of HR images")
     model_args(p)

@@ -15,9 +15,8 @@ SWEEP = {
 }
 
 
-@pytest.fixture
-def tiny_set(tmp_path):
-    """Two 64x64 crops of a scikit-image photo: a fast benchmark folder."""
+def write_tiny_set(folder) -> str:
+    """Two 64x64 crops of a scikit-image photo (0.png, 1.png): a fast benchmark folder."""
     import numpy as np
     from PIL import Image
 
@@ -25,10 +24,15 @@ def tiny_set(tmp_path):
     from srquant.data.images import read_image
 
     img = read_image(demo_image_dir() / "astronaut.png")
+    folder.mkdir(parents=True, exist_ok=True)
     for i, (y, x) in enumerate([(100, 200), (300, 120)]):
-        (tmp_path / "tiny").mkdir(exist_ok=True)
-        Image.fromarray(np.ascontiguousarray(img[y : y + 64, x : x + 64])).save(tmp_path / "tiny" / f"{i}.png")
-    return str(tmp_path / "tiny")
+        Image.fromarray(np.ascontiguousarray(img[y : y + 64, x : x + 64])).save(folder / f"{i}.png")
+    return str(folder)
+
+
+@pytest.fixture
+def tiny_set(tmp_path):
+    return write_tiny_set(tmp_path / "tiny")
 
 
 def _without_times(table: str) -> list[str]:
@@ -86,3 +90,151 @@ def test_local_processes_give_identical_results(tmp_path, tiny_set):
     a = run_sweep(cfg, tmp_path / "a", inline_executor(), progress=False)
     b = run_sweep(cfg, tmp_path / "b", local_executor(workers=1), progress=False)
     assert [(r.method, r.psnr_y, r.ssim_y) for r in a] == [(r.method, r.psnr_y, r.ssim_y) for r in b]
+
+
+def test_variants_labels_options_bits_and_keys():
+    cfg = SweepConfig.from_dict({**SWEEP, "options": {"mse": {"grid": 20}}, "methods": [
+        "mse",
+        {"label": "mse-g10", "method": "mse", "options": {"grid": 10}},
+        {"label": "mse-8bit", "method": "mse", "bits": [8], "scope": "all"},
+    ]})
+    assert cfg.labels == ["mse", "mse-g10", "mse-8bit"]
+    cells = expand(cfg)
+    # a variant's options override options[method]; its own bits replace the sweep's
+    assert [(c.name, c.w_bits, c.options) for c in cells[2:]] == [
+        ("mse", 8, {"grid": 20}), ("mse", 4, {"grid": 20}), ("mse-g10", 8, {"grid": 10}), ("mse-g10", 4, {"grid": 10}),
+        ("mse-8bit", 8, {"grid": 20}),
+    ]
+    assert [c.scope for c in cells] == ["body"] * 6 + ["all"]  # a variant's scope replaces the sweep's
+    assert cells[5].key().startswith("abpn_x4-mse-g10-w4a4-") and cells[5].method == "mse"
+    # the label is part of the identity: same method, options and bits under another label is another cell
+    assert cells[2].key() != cells[6].key() and cells[2].options == cells[6].options
+    # plain method names keep the cache keys they had before variants existed (old caches stay valid)
+    plain = SweepConfig.from_dict({"name": "t", "models": [{"name": "abpn", "scale": 4}], "methods": ["minmax"], "bits": [4],
+                                   "calib": {"n": 2, "patch": 16}})
+    assert [c.key() for c in expand(plain)] == [
+        "abpn_x4-fp32-fp-9d7823ae10ce2ee1", "abpn_x4-bicubic-fp-805543ea6de92ec6", "abpn_x4-minmax-w4a4-c069e45b523713b6"]
+
+
+@pytest.mark.parametrize("methods, match", [
+    (["mse", {"label": "mse", "method": "mse", "options": {"grid": 9}}], "labels must be unique"),
+    ([{"label": "a b", "method": "mse"}], "bad variant label"),
+    ([{"label": "fp32", "method": "mse"}], "bad variant label"),
+    (["no-such-method"], "unknown method"),
+    ([{"label": "x", "method": "mse", "options": {"gird": 9}}], r"unknown or sweep-controlled options \['gird'\]"),
+    ([{"label": "x", "method": "mse", "options": {"w_bits": 4}}], "sweep-controlled"),
+    ([{"label": "x", "method": "mse", "bogus": 1}], "a method variant is"),
+    ([{"label": "x", "method": "mse", "bits": [[8, 8, 8]]}], "bits items"),
+    ([3], "a method name or a mapping"),
+    ([{"label": "x", "method": "mse", "scope": "tail"}], "scope must be one of"),
+])
+def test_variant_validation(methods, match):
+    with pytest.raises(ValueError, match=match):
+        SweepConfig.from_dict({**SWEEP, "methods": methods})
+
+
+def test_crop_validation():
+    crop = {"dataset": "Set5", "image": "bird", "box": [0, 0, 32, 32]}
+    assert SweepConfig.from_dict({**SWEEP, "datasets": ["x/Set5"], "crop": crop}).crop.box == (0, 0, 32, 32)
+    with pytest.raises(ValueError, match="crop needs a dataset among"):
+        SweepConfig.from_dict({**SWEEP, "datasets": ["x/Set14"], "crop": crop})
+    with pytest.raises(ValueError, match="box"):
+        SweepConfig.from_dict({**SWEEP, "datasets": ["x/Set5"], "crop": {**crop, "box": [0, 0, 0, 32]}})
+
+
+def test_failed_cell_is_cached_reported_and_retried(tmp_path, tiny_set):
+    cfg = SweepConfig.from_dict({**SWEEP, "methods": [{"label": "ort8", "method": "ort-minmax"}], "bits": [4],
+                                 "datasets": [tiny_set], "bicubic": False})
+    records = run_sweep(cfg, tmp_path, inline_executor(), progress=False)  # ONNX Runtime's quantizer is 8-bit only
+    assert [r.method for r in records] == ["fp32"]
+    failed = json.loads((tmp_path / "sweep.json").read_text())["failed"]
+    assert list(failed) == [expand(cfg)[1].key()] and "8 bits only" in failed[expand(cfg)[1].key()]
+    assert "## Failed cells" in (tmp_path / "tables.md").read_text()
+    ran = []
+
+    def counting(cells):
+        ran.extend(c["method"] for c in cells)
+        yield from inline_executor()(cells)
+
+    run_sweep(cfg, tmp_path, counting, progress=False)
+    assert ran == []  # a failure is cached like a result ...
+    run_sweep(cfg, tmp_path, counting, progress=False, retry_failed=True)
+    assert ran == ["ort-minmax"]  # ... and only it runs again on request
+
+
+def test_ray_gives_results_identical_to_inline(tmp_path, tiny_set, monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    from srquant.bench import ray_executor
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    cfg = SweepConfig.from_dict({**SWEEP, "methods": ["minmax"], "bits": [4], "datasets": [tiny_set], "bicubic": False})
+    a = run_sweep(cfg, tmp_path / "a", inline_executor(), progress=False)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
+    try:
+        b = run_sweep(cfg, tmp_path / "b", ray_executor(), progress=False)
+    finally:
+        ray.shutdown()
+    assert [(r.method, r.psnr_y, r.ssim_y, r.images) for r in a] == [(r.method, r.psnr_y, r.ssim_y, r.images) for r in b]
+    assert len(b) == 2
+
+
+KILLABLE = """
+import json, sys, time
+from srquant.bench import SweepConfig, run_sweep
+from srquant.bench.runner import _run_cell_json
+
+def first_cell_then_hang(cells):
+    yield _run_cell_json(cells[0])
+    time.sleep(300)  # the parent kills the process here, while the second cell "runs"
+
+run_sweep(SweepConfig.from_dict(json.loads(sys.argv[1])), sys.argv[2], first_cell_then_hang, progress=False)
+"""
+
+
+def test_sweep_killed_in_a_subprocess_resumes(tmp_path, tiny_set):
+    import subprocess
+    import sys
+    import time
+
+    raw = {**SWEEP, "methods": ["minmax"], "bits": [4], "datasets": [tiny_set]}
+    cfg = SweepConfig.from_dict(raw)
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, json.dumps(raw), str(tmp_path / "a")])
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "a" / "cells").glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    cached = {p: (p.stat().st_mtime_ns, p.read_text()) for p in (tmp_path / "a" / "cells").glob("*.json")}
+    assert len(cached) == 1 and not (tmp_path / "a" / "tables.md").exists()  # killed mid-sweep, one cell done
+    ran = []
+
+    def counting(cells):
+        ran.extend(cells)
+        yield from inline_executor()(cells)
+
+    run_sweep(cfg, tmp_path / "a", counting, progress=False)
+    assert len(ran) == len(expand(cfg)) - 1  # the finished cell was not recomputed ...
+    assert {p: (p.stat().st_mtime_ns, p.read_text()) for p in cached} == cached  # ... nor rewritten
+    run_sweep(cfg, tmp_path / "b", inline_executor(), progress=False)
+    assert _without_times((tmp_path / "a" / "tables.md").read_text()) == _without_times((tmp_path / "b" / "tables.md").read_text())
+
+
+def test_committed_sweep_configs_load_and_share_cells():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "configs").glob("*.yaml"))
+    loaded = {p.stem: SweepConfig.from_file(p) for p in configs}  # method and option names are checked on load
+    quick, full = loaded["benchmarks"], loaded["benchmarks_all_models"]
+    assert quick.bits == [(8, 8), (6, 6), (4, 4), (3, 3)] and quick.name == full.name
+    assert {c.key() for c in expand(quick)} <= {c.key() for c in expand(full)}  # the full sweep reuses the quick one's cache
+
+
+def test_wrong_crop_fails_before_any_cell_runs(tmp_path, tiny_set):
+    crop = {"dataset": "tiny", "image": "0", "box": [0, 0, 32, 32]}
+    with pytest.raises(ValueError, match=r"crop box \[40, 0, 32, 32\] exceeds 0.png at x4 \(64x64\)"):
+        run_sweep(SweepConfig.from_dict({**SWEEP, "datasets": [tiny_set], "crop": {**crop, "box": [40, 0, 32, 32]}}), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="crop image '7' is not in"):
+        run_sweep(SweepConfig.from_dict({**SWEEP, "datasets": [tiny_set], "crop": {**crop, "image": "7"}}), tmp_path, progress=False)
+    assert not (tmp_path / "cells").exists()

@@ -46,6 +46,8 @@ def test_quantize_writes_artifacts_and_resumes(tmp_path, capsys):
     again = capsys.readouterr().out
     assert "reusing" in again
     assert json.loads((tmp_path / "run" / "results.json").read_text())["results"][1]["psnr_y"] == q["psnr_y"]
+    assert main(args[:-3] + ["--seed", "1"] + args[-3:]) == 0  # other calibration patches: recalibrate
+    assert "calibrated minmax" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bad,message", [

@@ -202,3 +202,13 @@ def test_layerwise_points_and_without_normalization():
         with torch.no_grad():
             errs[gran, norm] = float((q(x) - model(x)).pow(2).mean())
     assert errs["channel", True] <= errs["tensor", True] * 1.5
+
+
+@pytest.mark.filterwarnings("ignore:exporting a model without runtime points")
+def test_export_refuses_subset_quantizer(tmp_path):
+    from srquant.export import ExportError, export_onnx
+
+    q = srquant.quantize(_model(), DFSQConfig(w_bits=8, a_bits=8, **FAST), _calib())
+    with pytest.raises(ExportError, match="SubsetQuantizer has no ONNX QDQ form"):
+        export_onnx(q, tmp_path / "dfsq.onnx")
+    assert not (tmp_path / "dfsq.onnx").exists()

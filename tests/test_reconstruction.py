@@ -152,3 +152,27 @@ def test_brecq_learns_activation_bounds_and_round_trips(tmp_path):
     assert isinstance(r.get_submodule("body.0.conv1"), QuantLayer)
     assert torch.equal(q(calib), r(calib))
     assert r.srquant_config == q.srquant_config
+
+
+def test_block_tuning_covers_runtime_points():
+    """With act_points="runtime", a block's conv outputs and residual sum are quantized too: BRECQ learns their
+    ranges along with the layer inputs."""
+    from srquant.quant.graph_points import graph_quantizers
+    from srquant.quant.tuning import applied_act_quantizers, collect, range_groups
+
+    model = _Tiny().eval()
+    calib = torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    q = srquant.quantize(model, MSEConfig(w_bits=8, a_bits=8, scope="all", act_points="runtime"), calib)
+    unit = next(u for u in find_units(q, "block") if u.kind == "block")
+    inputs, _ = collect(q, unit.name, calib, 8, outputs=False)
+    found = applied_act_quantizers(q, unit, inputs)
+    layer_inputs = {id(layer.input_quant) for _, layer in unit.layers}
+    points = {id(p) for _, p in graph_quantizers(q)}
+    assert layer_inputs <= {id(m) for m in found}
+    assert any(id(m) in points and id(m) not in layer_inputs for m in found)  # e.g. the residual sum
+    unit.act_quants = found
+    config = TuningConfig(learn_rounding=False, learn_act_range=True)
+    assert len(range_groups(unit, config)) == len(found)
+    before = {id(m): m.hi.detach().clone() for m in found}
+    reconstruct(q, model, calib, dataclasses.replace(config, iters=20, progress=False, keep_best=False))
+    assert any(not torch.equal(before[id(m)], m.hi) for m in found if id(m) not in layer_inputs)

@@ -1,11 +1,16 @@
-"""Sweep configuration: models x methods x bit widths x datasets, read from a small YAML (or TOML) file."""
+"""Sweep configuration: models x method variants x bit widths x datasets, read from a small YAML (or TOML) file."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+REFERENCES = ("fp32", "bicubic")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,72 @@ class CalibEntry:
 
 
 @dataclass(frozen=True)
+class CropEntry:
+    """A fixed HR region of one test image that every cell saves (visual comparison grids)."""
+
+    dataset: str  # dataset name (its folder name; "skimage-demo" for the demo photos)
+    image: str  # file stem
+    box: tuple[int, int, int, int]  # top, left, height, width in HR pixels
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A labelled row of the tables: a registered method, its options and (optionally) its own bit widths."""
+
+    label: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    bits: tuple[tuple[int, int], ...] | None = None  # None: the sweep's bit widths
+    scope: str | None = None  # None: the sweep's scope
+
+
+def _parse_bits(raw: list) -> list[tuple[int, int]]:
+    pairs = [tuple(b) if isinstance(b, (list, tuple)) else (b, b) for b in raw]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"bits items are a width or a [w_bits, a_bits] pair, got {raw!r}")
+    return [(int(w), int(a)) for w, a in pairs]
+
+
+def _check_options(method: str, options: dict[str, Any]) -> None:
+    """Fail at load time (not after an hour of sweeping) on an unknown method or option name."""
+    from ..methods import config_class
+
+    try:
+        cls = config_class(method)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
+    fixed = {"w_bits", "a_bits", "scope", "seed"}  # set by the sweep itself
+    unknown = set(options) - ({f.name for f in dataclasses.fields(cls)} - fixed)
+    if unknown:
+        raise ValueError(f"{method}: unknown or sweep-controlled options {sorted(unknown)}")
+
+
+def parse_variant(item: str | dict[str, Any], options: dict[str, dict[str, Any]]) -> Variant:
+    """``"mse"`` (options from ``options[mse]``) or ``{label, method, options, bits, scope}`` (its options override
+    ``options[method]``; bits and scope replace the sweep's)."""
+    if isinstance(item, str):
+        variant = Variant(item, item, dict(options.get(item, {})))
+    elif isinstance(item, dict):
+        unknown = set(item) - {"label", "method", "options", "bits", "scope"}
+        if unknown or "method" not in item:
+            raise ValueError(f"a method variant is {{label, method, options, bits, scope}} with a method; got keys {sorted(item)}")
+        method = item["method"]
+        bits = tuple(_parse_bits(item["bits"])) if "bits" in item else None
+        variant = Variant(str(item.get("label", method)), method, {**options.get(method, {}), **item.get("options", {})}, bits,
+                          item.get("scope"))
+    else:
+        raise ValueError(f"methods items are a method name or a mapping, got {item!r}")
+    if not _LABEL.match(variant.label) or variant.label in REFERENCES:
+        raise ValueError(f"bad variant label {variant.label!r}: letters, digits and ._+- only, not fp32/bicubic")
+    _check_options(variant.method, variant.options)
+    return variant
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     models: list[ModelEntry]
-    methods: list[str]
+    methods: list[Variant]
     bits: list[tuple[int, int]]
     datasets: list[str]  # benchmark folders; [] -> scikit-image demo photos
     scope: str = "body"
@@ -41,6 +108,11 @@ class SweepConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> config fields
     gray: str = "rgb2y"
     bicubic: bool = True
+    crop: CropEntry | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return [v.label for v in self.methods]
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SweepConfig":
@@ -58,24 +130,41 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], default_name: str = "sweep") -> "SweepConfig":
-        known = {"name", "models", "methods", "bits", "datasets", "scope", "calib", "options", "gray", "bicubic"}
+        known = {"name", "models", "methods", "bits", "datasets", "scope", "calib", "options", "gray", "bicubic", "crop"}
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown sweep keys: {sorted(unknown)} (known: {sorted(known)})")
         if not raw.get("models") or not raw.get("methods") or not raw.get("bits"):
             raise ValueError("a sweep needs models, methods and bits")
-        bits = [tuple(b) if isinstance(b, (list, tuple)) else (int(b), int(b)) for b in raw["bits"]]
+        options = dict(raw.get("options", {}))
+        methods = [parse_variant(item, options) for item in raw["methods"]]
+        labels = [v.label for v in methods]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"method labels must be unique, got {labels}")
+        from ..quant.scope import SCOPES
+
+        for scope in {raw.get("scope", "body")} | {v.scope for v in methods if v.scope}:
+            if scope not in SCOPES:
+                raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        datasets = list(raw.get("datasets", []))
+        crop = None
+        if raw.get("crop"):
+            crop = CropEntry(**{**raw["crop"], "box": tuple(int(v) for v in raw["crop"]["box"])})
+            names = [Path(d).name for d in datasets] or ["skimage-demo"]
+            if crop.dataset not in names or len(crop.box) != 4 or min(crop.box[2:]) < 1:
+                raise ValueError(f"crop needs a dataset among {names} and box [top, left, height, width], got {raw['crop']}")
         return cls(
             name=raw.get("name", default_name),
             models=[ModelEntry(**m) for m in raw["models"]],
-            methods=list(raw["methods"]),
-            bits=[(int(w), int(a)) for w, a in bits],
-            datasets=list(raw.get("datasets", [])),
+            methods=methods,
+            bits=_parse_bits(raw["bits"]),
+            datasets=datasets,
             scope=raw.get("scope", "body"),
             calib=CalibEntry(**raw.get("calib", {})),
-            options=dict(raw.get("options", {})),
+            options=options,
             gray=raw.get("gray", "rgb2y"),
             bicubic=bool(raw.get("bicubic", True)),
+            crop=crop,
         )
 
 
@@ -92,23 +181,35 @@ class Cell:
     options: dict[str, Any]
     datasets: tuple[str, ...]
     gray: str
+    label: str | None = None  # variant label when it differs from the method name
+    crop: CropEntry | None = None
+
+    @property
+    def name(self) -> str:
+        """What tables and plots call this cell's method."""
+        return self.label or self.method
 
     def key(self) -> str:
         """Stable identity of the cell's inputs (the cache file name)."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        fields = asdict(self)
+        for later in ("label", "crop"):  # fields added after the first release: unset ones keep older keys valid
+            if fields[later] is None:
+                del fields[later]
+        blob = json.dumps(fields, sort_keys=True, default=str)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
         bits = "fp" if self.w_bits is None else f"w{self.w_bits}a{self.a_bits}"
-        return f"{self.model.label}-{self.method}-{bits}-{digest}"
+        return f"{self.model.label}-{self.name}-{bits}-{digest}"
 
 
 def expand(sweep: SweepConfig) -> list[Cell]:
-    """Every cell of the sweep: per model, the FP32 (and bicubic) reference, then methods x bit widths."""
+    """Every cell of the sweep: per model, the FP32 (and bicubic) reference, then variants x bit widths."""
     cells = []
-    common = dict(scope=sweep.scope, calib=sweep.calib, datasets=tuple(sweep.datasets), gray=sweep.gray)
+    common = dict(calib=sweep.calib, datasets=tuple(sweep.datasets), gray=sweep.gray, crop=sweep.crop)
     for model in sweep.models:
         refs = ["fp32"] + (["bicubic"] if sweep.bicubic else [])
-        cells += [Cell(model, ref, None, None, options={}, **common) for ref in refs]
-        for method in sweep.methods:
-            for w, a in sweep.bits:
-                cells.append(Cell(model, method, w, a, options=dict(sweep.options.get(method, {})), **common))
+        cells += [Cell(model, ref, None, None, scope=sweep.scope, options={}, **common) for ref in refs]
+        for v in sweep.methods:
+            label = None if v.label == v.method else v.label
+            for w, a in v.bits or sweep.bits:
+                cells.append(Cell(model, v.method, w, a, scope=v.scope or sweep.scope, options=dict(v.options), label=label, **common))
     return cells

@@ -15,6 +15,9 @@ def add_export_commands(subparsers) -> None:
     p.add_argument("artifact", help="model.pt written by `srquant quantize` (quantize with --option act_points=runtime "
                                     "for an all-integer graph)")
     p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--format", default="onnx-int8", choices=["onnx-int8"], help="export format (ONNX QDQ, 8-bit)")
+    p.add_argument("--weight-storage", default="auto", choices=["auto", "int8", "uint8"],
+                   help="weight code type (auto: uint8 with zero point 128 where int8 kernels would saturate)")
     p.add_argument("--model", help="float architecture name, for artifacts srquant cannot rebuild by name")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--weights", help="float checkpoint for --model")
@@ -50,7 +53,7 @@ def _cmd_export(args) -> None:
 
     model = create(args.model, args.scale, weights=args.weights) if args.model else None
     qmodel = api.load(args.artifact, model=model)
-    path = export_onnx(qmodel, args.out, opset=args.opset)
+    path = export_onnx(qmodel, args.out, opset=args.opset, weight_storage=args.weight_storage)
     info = getattr(qmodel, "sr_info", None)
     x = _smooth_input(1 if info is not None and info.color == "y" else 3, args.size, info.input_range if info else 1.0)
     with torch.no_grad():

@@ -3,7 +3,8 @@
 Route: the quantized model itself is traced by ``torch.onnx.export(dynamo=False)`` with every srquant quantizer
 swapped for an export twin whose ONNX symbolic is an explicit ``QuantizeLinear -> DequantizeLinear`` pair with
 srquant's own scale and zero point (activations: uint8 per tensor) or, for weights, a ``DequantizeLinear`` of the
-int8 codes srquant chose (per output channel, zero point 0; learned AdaRound rounding is kept exactly). So the QDQ
+int8 codes srquant chose (per output channel, zero point 0; learned AdaRound rounding is kept exactly; on CPUs
+without VNNI, 8-bit codes are stored as uint8 with zero point 128 so that ONNX Runtime's kernels do not saturate). So the QDQ
 nodes sit exactly where the simulation rounds; with ``act_points="runtime"`` (see
 :mod:`srquant.quant.graph_points`) that is everywhere ONNX Runtime needs them to fuse every conv, add, mul,
 concat, sigmoid, leaky ReLU and global average pool into integer kernels.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -127,37 +129,53 @@ def _weight_codes(layer: QuantLayer, where: str) -> tuple[torch.Tensor, torch.Te
 
 
 SATURATION_FREE = 64  # |int8 weight code| <= 64 keeps u8 x s8 pair sums inside int16 (255 * 64 * 2 < 32768)
+WEIGHT_STORAGE = ("auto", "int8", "uint8")
 
 
-def _check_saturation(max_code: int, where: str) -> None:
+def _resolve_storage(storage: str, max_code: int, where: str) -> str:
+    """int8 or uint8 weight codes. ``auto``: int8 unless the CPU lacks VNNI and a code exceeds +-64, where ONNX
+    Runtime's U8S8 kernels would saturate; symmetric codes are then stored as uint8 with zero point 128 (U8U8
+    kernels: exact, slower)."""
     from ..methods.ort import cpu_has_vnni
 
-    if max_code > SATURATION_FREE and cpu_has_vnni() is False:
+    if storage not in WEIGHT_STORAGE:
+        raise ExportError(f"weight_storage must be one of {WEIGHT_STORAGE}, got {storage!r}")
+    saturates = max_code > SATURATION_FREE and cpu_has_vnni() is False
+    if storage == "auto":
+        return "uint8" if saturates else "int8"
+    if storage == "int8" and saturates:
         warnings.warn(
             f"weight codes up to {max_code} (e.g. {where}): on this CPU (no AVX512-VNNI / AVX-VNNI / AMX) ONNX "
             "Runtime's U8S8 kernels add pairs of u8 x s8 products in saturating int16, so the INT8 model will not "
-            "match the simulation; quantize with w_bits=7 (codes within +-64) for an exact export", stacklevel=3)
+            "match the simulation; use weight_storage='uint8' or w_bits=7 for an exact export", stacklevel=4)
+    return storage
 
 
-def _export_copy(qmodel: nn.Module) -> nn.Module:
+def _export_copy(qmodel: nn.Module, weight_storage: str = "auto") -> nn.Module:
     """A copy of ``qmodel`` whose quantizers emit QDQ nodes when traced."""
     model = copy.deepcopy(qmodel).eval()
-    weight_ids = set()
+    packed_weights: list[tuple[QuantLayer, _Codes]] = []
     max_code, max_where = 0, ""
     for name, layer in quant_layers(model):
         if layer.weight_quant.mode != "quant":
             raise ExportError(f"{name}: weights are not quantized (mode {layer.weight_quant.mode!r}); calibrate first")
+        if not isinstance(layer.input_quant, UniformQuantizer) and getattr(layer.input_quant, "mode", "off") != "off":
+            raise ExportError(f"{name}: input quantizer {type(layer.input_quant).__name__} has no ONNX QDQ form "
+                              "(only uniform 8-bit per-tensor activations export)")
         codes, scale, zp, axis, signed = _weight_codes(layer, name)
         if signed and int(codes.abs().max()) > max_code:
             max_code, max_where = int(codes.abs().max()), name
-        weight_ids.add(id(layer.weight_quant))
-
-        packed = _Codes(codes, scale, zp, axis, signed)
+        packed_weights.append((layer, _Codes(codes, scale, zp, axis, signed)))
+    storage = _resolve_storage(weight_storage, max_code, max_where)
+    for layer, packed in packed_weights:
+        if storage == "uint8" and packed.signed:
+            packed = _Codes(packed.codes + 128, packed.scale, packed.zero_point + 128, packed.axis, signed=False)
 
         def weight_forward(w, packed=packed):
             return _WeightDQ.apply(w, packed)
 
         layer.weight_quant.forward = weight_forward
+    weight_ids = {id(layer.weight_quant) for layer, _ in packed_weights}
     for name, q in model.named_modules():
         if not isinstance(q, UniformQuantizer) or id(q) in weight_ids:
             continue
@@ -171,7 +189,6 @@ def _export_copy(qmodel: nn.Module) -> nn.Module:
             return _ActQDQ.apply(x, *params)
 
         q.forward = act_forward
-    _check_saturation(max_code, max_where)
     return model
 
 
@@ -369,23 +386,31 @@ def _metadata(model: onnx.ModelProto, qmodel: nn.Module, kind: str) -> None:
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
 
 
+def _save_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
 def export_float_onnx(model: nn.Module, path: str | Path, *, example: torch.Tensor | None = None,
                       opset: int = DEFAULT_OPSET, dynamic: bool = True) -> Path:
     """The float model as ONNX (input ``lr``, output ``sr``, dynamic batch/height/width)."""
     onnx_model = _trace_to_onnx(copy.deepcopy(model).eval(), _example(model, example), opset, dynamic)
     _metadata(onnx_model, model, "fp32")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx_model, str(path))
-    return path
+    return _save_atomic(onnx_model, path)
 
 
 def export_onnx(qmodel: nn.Module, path: str | Path, *, example: torch.Tensor | None = None,
-                opset: int = DEFAULT_OPSET, dynamic: bool = True, check: bool = True) -> Path:
+                opset: int = DEFAULT_OPSET, dynamic: bool = True, check: bool = True,
+                weight_storage: str = "auto") -> Path:
     """Write the calibrated srquant model ``qmodel`` as an ONNX QDQ model (input ``lr``, output ``sr``).
 
     For an all-integer graph quantize with ``act_points="runtime"``; a model with layer-input quantizers only
     exports too, but ONNX Runtime then keeps every conv whose output is not quantized in float (a warning says so).
+    ``weight_storage`` (auto | int8 | uint8) picks the weight code type, see :func:`_resolve_storage`.
     """
     if not any(True for _ in quant_layers(qmodel)):
         raise ExportError("the model has no quantized layers (use export_float_onnx for a float model)")
@@ -393,12 +418,9 @@ def export_onnx(qmodel: nn.Module, path: str | Path, *, example: torch.Tensor | 
         warnings.warn("exporting a model without runtime points (act_points='inputs'): conv outputs are not "
                       "quantized, so ONNX Runtime cannot fuse convs into QLinearConv; quantize with "
                       "act_points='runtime' for real INT8", stacklevel=2)
-    model = _export_copy(qmodel)
+    model = _export_copy(qmodel, weight_storage)
     onnx_model = clean_qdq(_trace_to_onnx(model, _example(qmodel, example), opset, dynamic))
     _metadata(onnx_model, qmodel, "int8-qdq")
     if check:
         onnx.checker.check_model(onnx_model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx_model, str(path))
-    return path
+    return _save_atomic(onnx_model, path)

@@ -70,6 +70,27 @@ class OrtRunner:
     def __repr__(self) -> str:
         return f"OrtRunner({str(self.path)!r}, threads={self.threads}, optimization={self.optimization!r})"
 
+    def metadata(self) -> dict[str, str]:
+        """The ``metadata_props`` srquant stored at export (model name, scale, input range, colour, config)."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def sr_info(self, scale: int | None = None):
+        """The :class:`~srquant.models.SRInfo` recorded in the file; ``scale`` fills in for foreign files."""
+        from ..models import SRInfo, get_spec
+
+        meta = self.metadata()
+        name = meta.get("sr_model")
+        if name is None and scale is None:
+            raise ValueError(f"{self.path}: no srquant metadata (sr_model, sr_scale); pass the scale")
+        upsample = False
+        if name is not None:
+            try:
+                upsample = get_spec(name).upsample_input
+            except KeyError:
+                pass
+        return SRInfo(name or self.path.stem, int(meta.get("sr_scale", scale)), float(meta.get("sr_input_range", 1.0)),
+                      meta.get("sr_color", "rgb"), upsample_input=upsample)
+
 
 def optimized_graph(path: str | Path, optimization: str = DEFAULT_OPT, threads: int = 2) -> onnx.ModelProto:
     """The graph ONNX Runtime executes after its optimizations (fusions such as DQ->Conv->Q => QLinearConv)."""

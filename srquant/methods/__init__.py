@@ -4,10 +4,13 @@ from .uniform import MinMaxConfig, MSEConfig, PercentileConfig
 from .reconstruction import AdaRoundConfig, BRECQConfig, QDropConfig, ReconstructionConfig
 from .dfsq import DFSQConfig
 from .ort import OrtEntropyConfig, OrtMinMaxConfig, OrtPercentileConfig, OrtQuantizedModel
+from .ptq4sr import DBDCConfig, PTQ4SRConfig
+from .fullint import FullIntConfig
+from .outlier_aware import OutlierAwareConfig
 
 __all__ = [
-    "AdaRoundConfig", "BRECQConfig", "DFSQConfig", "QDropConfig", "ReconstructionConfig",
-    "OrtEntropyConfig", "OrtMinMaxConfig", "OrtPercentileConfig", "OrtQuantizedModel",
+    "AdaRoundConfig", "BRECQConfig", "DBDCConfig", "DFSQConfig", "FullIntConfig", "PTQ4SRConfig", "QDropConfig", "ReconstructionConfig",
+    "OrtEntropyConfig", "OrtMinMaxConfig", "OrtPercentileConfig", "OrtQuantizedModel", "OutlierAwareConfig",
     "MSEConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "config_class", "config_from_dict",
     "implementation", "method_names", "register_method",
 ]

@@ -49,8 +49,9 @@ register(
         builder=ESPCN,
         scales=(2, 3, 4),
         kwargs={"act": "relu", "clip_output": False},
+        default_weights={3: "espcn_x3.pt"},
         description="ESPCN RGB (conv5 64, conv3 32, conv3 3s^2, PixelShuffle), ReLU (tanh optional), RGB [0,1]; "
-        "clip_output=True clamps the HR output",
-        weights_note="no public RGB weights; train one with `srquant train`",
+        "clip_output=True clamps the HR output; srquant's embedded x3 (the clip-free study's scale)",
+        weights_note="no public RGB weights; embedded x3 trained by `srquant train` (docs/clipfree.md)",
     )
 )

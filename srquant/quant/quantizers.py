@@ -44,6 +44,10 @@ class UniformQuantizer(nn.Module):
     def params(self) -> tuple[torch.Tensor, torch.Tensor, int, int]:
         return qparams(self.lo, self.hi, self.bits, self.symmetric)
 
+    def range_params(self) -> dict[str, list[nn.Parameter]]:
+        """Learnable range parameters by group, for the tuning loop (every quantizer has ``bounds`` = [lower, upper])."""
+        return {"bounds": [self.lo, self.hi]}
+
     # --- AdaRound -------------------------------------------------------------------------------------------
     ZETA, GAMMA = 1.1, -0.1
 

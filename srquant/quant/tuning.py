@@ -4,8 +4,10 @@ The loop walks the quantized model unit by unit in execution order and fits the 
 that its output matches the float model's output of the same unit. Four things vary, all set by :class:`TuningConfig`:
 
 * the **unit** reconstructed: one quantized layer, one block (residual/distillation block), or the whole network;
-* **which parameters train**: AdaRound rounding variables, activation range bounds ``lo``/``hi`` (LSQ-style step
-  learning), weight range bounds;
+* **which parameters train**: AdaRound rounding variables, activation range parameters (LSQ-style step learning),
+  weight range parameters. Quantizers expose their range parameters in named groups (``range_params()``: a
+  UniformQuantizer's ``bounds`` [lo, hi], a dual-region quantizer's ``bounds`` and ``breakpoint``); the groups train
+  together, or in turn (``cycle``: e.g. weight bounds, then activation bounds, then breakpoints);
 * the **loss**: by default the output MSE of the unit (summed over channels, averaged over the rest, as BRECQ) plus
   lambda times the AdaRound regularizer with beta annealed after a warm-up; a method may pass its own ``loss_fn``;
 * the **input source**: the input the quantized model gives the unit (BRECQ), the float model's input, or QDrop's
@@ -45,6 +47,8 @@ class TuningConfig:
     learn_rounding: bool = True  # AdaRound rounding variables of the weights
     learn_act_range: bool = False  # input-activation lo/hi (LSQ-style step-size learning)
     learn_weight_range: bool = False  # weight lo/hi
+    cycle: Sequence[str] = ()  # only these range groups train, in turn ("weight.bounds", ...); empty: all at once
+    cycle_steps: int = 1  # optimizer steps per phase of the cycle
     input_source: str = "quant"  # quant (BRECQ) | float | qdrop
     drop_prob: float = 0.5  # QDrop: probability an activation element skips quantization / comes from float
     iters: int = 200  # optimizer steps per unit
@@ -71,6 +75,11 @@ class TuningConfig:
             raise ValueError("iters must be >= 0 and batch sizes >= 1")
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+        bad = [g for g in self.cycle if g.partition(".")[0] not in ("weight", "act") or not g.partition(".")[2]]
+        if bad:
+            raise ValueError(f"cycle entries must be 'weight.<group>' or 'act.<group>', got {bad}")
+        if self.cycle_steps < 1:
+            raise ValueError(f"cycle_steps must be >= 1, got {self.cycle_steps}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -83,6 +92,7 @@ class Unit:
     name: str
     module: nn.Module
     layers: list[tuple[str, QuantLayer]] = field(default_factory=list)
+    act_quants: list[nn.Module] = field(default_factory=list)  # activation quantizers its forward applies (if known)
 
     @property
     def kind(self) -> str:
@@ -282,6 +292,25 @@ def output_mse(pred: list[torch.Tensor], target: list[torch.Tensor], ctx: LossCo
     return sum(((p - t) ** 2).sum(1).mean() if p.dim() > 1 else ((p - t) ** 2).mean() for p, t in zip(pred, target))
 
 
+class OutputTaps:
+    """Forward hooks keeping the latest output of each named submodule of ``model`` (features for a custom loss).
+
+    Outputs are cloned, so a following in-place op (``ReLU(inplace=True)``) does not change what was tapped."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]):
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.handles = [model.get_submodule(n).register_forward_hook(self._hook(n)) for n in names]
+
+    def _hook(self, name: str):
+        def store(module, args, out):
+            self.outputs[name] = _as_list(out)[0].clone()
+        return store
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 def beta_at(step: int, config: TuningConfig) -> float | None:
     """Regularizer exponent at ``step``: None during warm-up, then linear from beta[0] to beta[1]."""
     start = int(config.warmup * config.iters)
@@ -306,8 +335,47 @@ class UnitReport:
     reverted: bool = False  # keep_best restored the initial state (loss_after is then the initial loss)
 
 
-def _range_width(q: UniformQuantizer) -> float:
-    return float((q.hi.detach() - q.lo.detach()).abs().mean().clamp_min(1e-8))
+def _range_width(q: nn.Module) -> float:
+    lo, hi = q.range_params()["bounds"]
+    return float((hi.detach() - lo.detach()).abs().mean().clamp_min(1e-8))
+
+
+def range_groups(unit: Unit, config: TuningConfig) -> list[dict]:
+    """Adam parameter groups of the unit's learnable range parameters, named ``"weight.<group>"`` / ``"act.<group>"``
+    (a quantizer shared by several layers appears once); learning rates are relative to the quantizer's range width."""
+    groups, seen = [], set()
+    act_quants = unit.act_quants or [layer.input_quant for _, layer in unit.layers]
+    candidates = [("weight", layer.weight_quant, config.learn_weight_range, config.lr_weight_range)
+                  for _, layer in unit.layers]
+    candidates += [("act", q, config.learn_act_range, config.lr_act_range) for q in act_quants]
+    for role, q, learn, lr in candidates:
+        if not learn or not hasattr(q, "range_params") or q.mode != "quant" or id(q) in seen:
+            continue
+        seen.add(id(q))
+        width = _range_width(q)
+        groups += [{"params": params, "lr": lr * width, "name": f"{role}.{kind}"}
+                   for kind, params in q.range_params().items()]
+    return groups
+
+
+@torch.no_grad()
+def applied_act_quantizers(qmodel: nn.Module, unit: Unit, inputs: list[torch.Tensor]) -> list[nn.Module]:
+    """The activation quantizers (layer inputs and runtime points, owned or tied) that ``unit``'s forward applies,
+    found by running it once on the first sample of ``inputs``."""
+    weight_ids = {id(layer.weight_quant) for _, layer in _quant_layers_in(qmodel, "")}
+    called: dict[int, nn.Module] = {}
+
+    def record(module: nn.Module, args, out) -> None:
+        called.setdefault(id(module), module)
+
+    handles = [m.register_forward_hook(record) for m in qmodel.modules()
+               if hasattr(m, "range_params") and id(m) not in weight_ids]
+    try:
+        unit.module(*[x[:1] for x in inputs])
+    finally:
+        for h in handles:
+            h.remove()
+    return list(called.values())
 
 
 @torch.no_grad()
@@ -333,21 +401,19 @@ def tune_unit(unit: Unit, inputs_q: list[torch.Tensor] | None, inputs_fp: list[t
     loss_before = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
 
     rounding: list[UniformQuantizer] = []
-    groups: list[dict] = []
     trained: list[nn.Parameter] = []
     for _, layer in unit.layers:
-        wq, iq = layer.weight_quant, layer.input_quant
+        wq = layer.weight_quant
         if config.learn_rounding and isinstance(wq, UniformQuantizer) and wq.mode == "quant":
             wq.init_learned_rounding(layer.weight.detach())
             rounding.append(wq)
-        if config.learn_weight_range and isinstance(wq, UniformQuantizer) and wq.mode == "quant":
-            groups.append({"params": [wq.lo, wq.hi], "lr": config.lr_weight_range * _range_width(wq)})
-        if config.learn_act_range and isinstance(iq, UniformQuantizer) and iq.mode == "quant":
-            groups.append({"params": [iq.lo, iq.hi], "lr": config.lr_act_range * _range_width(iq)})
     for q in rounding:
         trained.append(q.alpha)
-    initial = [(g["params"][0], g["params"][0].detach().clone(), g["params"][1], g["params"][1].detach().clone())
-               for g in groups]
+    groups = range_groups(unit, config)
+    if config.cycle:  # only the cycle's groups train, one phase at a time
+        groups = [g for g in groups if g["name"] in config.cycle]
+    phases = [name for name in config.cycle if any(g["name"] == name for g in groups)]
+    initial = [(p, p.detach().clone()) for g in groups for p in g["params"]]
     for g in groups:
         trained.extend(g["params"])
     for p in trained:
@@ -392,14 +458,24 @@ def tune_unit(unit: Unit, inputs_q: list[torch.Tensor] | None, inputs_fp: list[t
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 loss.backward()
+                for p in trained:  # e.g. sqrt'(0) = inf behind a quantized variance: skip that element's step
+                    if p.grad is not None:
+                        p.grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+                if phases:  # cyclic updates: only the current phase's range groups step (Adam skips absent grads)
+                    active = phases[(step // config.cycle_steps) % len(phases)]
+                    for g in groups:
+                        if g["name"] != active:
+                            for p in g["params"]:
+                                p.grad = None
                 for opt in optimizers:
                     opt.step()
                 for sched in schedulers:
                     sched.step()
                 with torch.no_grad():  # keep bounds ordered
                     for g in groups:
-                        lo, hi = g["params"]
-                        hi.copy_(torch.maximum(hi, lo + 1e-8))
+                        if g["name"].endswith(".bounds"):
+                            lo, hi = g["params"]
+                            hi.copy_(torch.maximum(hi, lo + 1e-8))
     finally:
         for layer, drop in wrapped:
             layer.input_quant = drop.quantizer
@@ -413,12 +489,11 @@ def tune_unit(unit: Unit, inputs_q: list[torch.Tensor] | None, inputs_fp: list[t
         for p in trained:
             p.requires_grad_(False)
     loss_after = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
-    reverted = config.keep_best and loss_after > loss_before
+    reverted = config.keep_best and not loss_after <= loss_before  # also when tuning ended in NaN
     if reverted:
         with torch.no_grad():
-            for lo, lo0, hi, hi0 in initial:
-                lo.copy_(lo0)
-                hi.copy_(hi0)
+            for p, p0 in initial:
+                p.copy_(p0)
         for q in rounding:
             q.alpha, q.hard_rounding = None, True
         loss_after = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
@@ -445,6 +520,8 @@ def reconstruct(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, con
         inputs_q = None
         if config.input_source != "float" and unit.name != "":
             inputs_q, _ = collect(qmodel, unit.name, calib, config.forward_batch, outputs=False)
+        if config.learn_act_range:
+            unit.act_quants = applied_act_quantizers(qmodel, unit, inputs_q or inputs_fp)
         report = tune_unit(unit, inputs_q, inputs_fp, target, config, loss_fn, gen)
         reports.append(report)
         bar.set_postfix_str(f"{unit.name or 'network'} {report.loss_before:.3g}->{report.loss_after:.3g}")

@@ -1,0 +1,129 @@
+"""Real INT8 accuracy: srquant methods (simulation and exported ONNX in ONNX Runtime) against ONNX Runtime's own
+quantize_static, all at W8A8 with every layer quantized, on Set5/Set14/B100.
+
+    python benchmarks/int8_accuracy.py --model imdn --scale 4 --weights ../shared/weights/imdn_x4.pth \\
+        --methods minmax,brecq --ort --out runs/int8_accuracy/imdn_x4
+
+Each srquant method is calibrated with ``scope="all"`` and ``act_points="runtime"`` (the simulation rounds every
+tensor ONNX Runtime rounds), exported with :func:`srquant.export.export_onnx` and evaluated twice: the PyTorch
+simulation and the ONNX file in ONNX Runtime. ``--ort`` adds ort-minmax, ort-percentile and ort-entropy
+(evaluated in ONNX Runtime). ``--option method.key=value`` sets a method option (e.g. ``brecq.iters=400``).
+Every finished method is cached as ``OUT/<label>.json``, so a rerun resumes; the table goes to ``OUT/table.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+import srquant
+from srquant.data import BenchmarkFolder
+from srquant.evaluate import calibration_batch, evaluate, model_predictor
+from srquant.export import OrtRunner, export_onnx
+from srquant.methods import config_class
+from srquant.results import ResultRecord, read_results, write_results, write_text_atomic
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ORT_METHODS = ("ort-minmax", "ort-percentile", "ort-entropy")
+
+
+def method_options(items: list[str]) -> dict[str, dict]:
+    options: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, field = key.rpartition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--option takes method.key=value, got {item!r}")
+        options.setdefault(method, {})[field.replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def run_method(method: str, model, calib, datasets, out: Path, options: dict, progress: bool) -> list[ResultRecord]:
+    """Calibrate ``method`` at W8A8 (all layers), evaluate the simulation and the ONNX Runtime model."""
+    info = model.sr_info
+    fields = dict(w_bits=8, a_bits=8, scope="all", **options)
+    if not method.startswith("ort-"):
+        fields["act_points"] = "runtime"
+    config = config_class(method)(**fields)
+    start = time.perf_counter()
+    qmodel = srquant.quantize(model, config, calib)
+    calib_s = time.perf_counter() - start
+    common = dict(model=info.name, method=method, w_bits=8, a_bits=8, scope="all", calib_seconds=calib_s,
+                  config=config.to_dict(), progress=progress)
+    records = []
+    if method.startswith("ort-"):
+        runtime = qmodel
+    else:
+        records += evaluate(model_predictor(qmodel, info), datasets, backend="torch", **common)
+        runtime = OrtRunner(export_onnx(qmodel, out / f"{info.name}_x{info.scale}_{method}.onnx"))
+    records += evaluate(model_predictor(runtime, info), datasets, backend="onnxruntime", **common)
+    return records
+
+
+def table(records: list[ResultRecord]) -> str:
+    datasets = list(dict.fromkeys(r.dataset for r in records))
+    fp = {r.dataset: r.psnr_y for r in records if r.method == "fp32"}
+    head = ("| method | backend | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets) +
+            " | average | Set5 vs FP32 | calib s |\n|---|---|" + "---:|" * (len(datasets) + 3))
+    rows: dict[tuple[str, str], dict[str, ResultRecord]] = {}
+    for r in records:
+        rows.setdefault((r.method, r.backend), {})[r.dataset] = r
+    lines = [head]
+    for (method, backend), cells in rows.items():
+        vals = [f"{cells[d].psnr_y:.3f} / {cells[d].ssim_y:.4f}" for d in datasets]
+        avg = sum(cells[d].psnr_y for d in datasets) / len(datasets)
+        first = next(iter(cells.values()))
+        delta = f"{cells['Set5'].psnr_y - fp['Set5']:+.3f}" if "Set5" in cells and "Set5" in fp else "-"
+        calib = f"{first.calib_seconds:.0f}" if first.calib_seconds is not None else "-"
+        lines.append(f"| {method} | {backend} | " + " | ".join(vals) + f" | {avg:.3f} | {delta} | {calib} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="imdn")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--weights", help="checkpoint (default: the embedded weights)")
+    p.add_argument("--methods", default="minmax", help="comma-separated srquant methods")
+    p.add_argument("--ort", action="store_true", help="add ort-minmax, ort-percentile, ort-entropy")
+    p.add_argument("--option", action="append", default=[], help="method.key=value (repeatable)")
+    p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"])
+    p.add_argument("--calib", type=Path, default=SHARED / "data" / "calib" / "SunHays80")
+    p.add_argument("--n-calib", type=int, default=32)
+    p.add_argument("--out", type=Path, required=True, help="folder for the ONNX files, cached results and table.md")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(2)
+    model = srquant.create(args.model, args.scale, weights=args.weights, pretrained=args.weights is None)
+    datasets = [BenchmarkFolder(SHARED / "data" / "benchmarks" / d, args.scale) for d in args.datasets]
+    calib = calibration_batch(model.sr_info, args.calib, args.n_calib, 48, 0)
+    options = method_options(args.option)
+    methods = ["fp32"] + [m for m in args.methods.split(",") if m] + (list(ORT_METHODS) if args.ort else [])
+    args.out.mkdir(parents=True, exist_ok=True)
+    records: list[ResultRecord] = []
+    for method in methods:
+        cache = args.out / f"{method}.json"
+        if cache.exists():
+            records += read_results(cache)
+            continue
+        if method == "fp32":
+            got = evaluate(model_predictor(model, model.sr_info), datasets, model=model.sr_info.name,
+                           progress=not args.quiet)
+        else:
+            got = run_method(method, model, calib, datasets, args.out, options.get(method, {}), not args.quiet)
+        write_results(cache, got)
+        records += got
+        print(f"{method}: done", file=sys.stderr, flush=True)
+    text = f"{args.model} x{args.scale}, W8A8, all layers, runtime points\n\n" + table(records)
+    write_text_atomic(args.out / "table.md", text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

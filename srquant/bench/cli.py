@@ -1,0 +1,51 @@
+"""``srquant bench CONFIG``: run or resume a sweep, print its tables, optionally write BENCHMARKS.md."""
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+
+def add_bench_commands(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
+    p.add_argument("config", help="sweep config file")
+    p.add_argument("--out", help="output folder (default runs/bench/<name>); finished cells are cached there")
+    p.add_argument("--executor", choices=["local", "inline", "ray"], default="local", help="local processes, this process, or Ray")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--ray-address", help="Ray cluster address (default: a local instance)")
+    p.add_argument("--retry-failed", action="store_true", help="run cells cached as failed again")
+    p.add_argument("--markdown", help="also write this Markdown file (e.g. BENCHMARKS.md) with plots beside it")
+    p.add_argument("--plots", help="folder for the Markdown's PNG plots (default: benchmarks/plots beside it)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _command(args) -> str:
+    """The command line that reproduces this run's Markdown (flags at their defaults left out)."""
+    parts = ["srquant", "bench", args.config]
+    for flag, value, default in (("--out", args.out, None), ("--executor", args.executor, "local"),
+                                 ("--workers", args.workers, 1), ("--markdown", args.markdown, None), ("--plots", args.plots, None)):
+        if value != default:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _cmd_bench(args) -> None:
+    from . import SweepConfig, expand, inline_executor, load_run, local_executor, ray_executor, run_sweep
+    from .runner import pending
+
+    config = SweepConfig.from_file(args.config)
+    out = Path(args.out or Path("runs") / "bench" / config.name)
+    executors = {"local": lambda: local_executor(args.workers), "inline": inline_executor, "ray": lambda: ray_executor(args.ray_address)}
+    computed = len(pending(expand(config), out / "cells", args.retry_failed))
+    start = time.perf_counter()
+    run_sweep(config, out, executors[args.executor](), progress=not args.quiet, retry_failed=args.retry_failed)
+    wall = time.perf_counter() - start
+    print((out / "tables.md").read_text(), end="")
+    print(f"wrote {out}/results.json, results.csv, tables.md ({computed} cells computed in {wall / 60:.1f} min)")
+    if args.markdown:
+        from ..report import write_benchmarks_md
+
+        plots = Path(args.plots) if args.plots else Path(args.markdown).parent / "benchmarks" / "plots"
+        write_benchmarks_md(load_run(out), args.markdown, plots, _command(args), computed, wall)
+        print(f"wrote {args.markdown} (plots in {plots})")
