@@ -58,7 +58,8 @@ def test_full_and_one_sided_grids():
     x = torch.linspace(-10, 10, 20001)
     full = _q(x, -4.0, 7.0, 1.4, split="full").unique()  # dense 8 levels step 0.4, sides 4 levels each
     assert len(full) == 16 and 0.0 not in full.tolist()
-    assert torch.allclose(full[:5], T([-4.0, -3.35, -2.7, -2.05, -1.4])) and torch.allclose(full[-4:], T([2.8, 4.2, 5.6, 7.0]))
+    assert torch.allclose(full[:5], T([-4.0, -3.35, -2.7, -2.05, -1.4]))
+    assert torch.allclose(full[-4:], T([2.8, 4.2, 5.6, 7.0]))
     one = _q(x, -5.0, 8.0, 0.7, one_sided=True).unique()  # [0, 0.7] in 8 levels (step 0.1), 7 levels to 8.0
     assert len(one) == 15 and torch.allclose(one[:8], T([0.1 * k for k in range(8)]), atol=1e-6)
     assert torch.allclose(one[8:], T([0.7 + (8.0 - 0.7) / 7 * k for k in range(1, 8)]))
@@ -221,9 +222,13 @@ def test_cycle_trains_one_group_per_phase():
                                                   learn_weight_range=True, cycle=("act.bounds", "act.breakpoint"),
                                                   cycle_steps=2, iters=iters, batch_size=4, keep_best=False,
                                                   progress=False))
-        return [(float(l.input_quant.u_a), float(l.input_quant.bp), l.weight_quant.hi.clone()) for _, l in quant_layers(q)]
+        return state(q)
 
-    before = [(float(l.input_quant.u_a), float(l.input_quant.bp), l.weight_quant.hi.clone()) for _, l in quant_layers(base)]
+    def state(q):
+        return [(float(lay.input_quant.u_a), float(lay.input_quant.bp), lay.weight_quant.hi.clone())
+                for _, lay in quant_layers(q)]
+
+    before = state(base)
     after2, after4 = run(2), run(4)
     assert any(a[0] != b[0] for a, b in zip(after2, before))  # phase 1: bounds move ...
     assert all(a[1] == b[1] for a, b in zip(after2, before))  # ... breakpoints do not

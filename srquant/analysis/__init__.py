@@ -17,7 +17,7 @@ def add_analyze_commands(subparsers) -> None:
         p.add_argument("--model", default="abpn", help="registered model name (see `srquant models`)")
         p.add_argument("--scale", type=int, default=4)
         p.add_argument("--weights", help="checkpoint; default: the model's embedded weights")
-        p.add_argument("--data", action="append", help="benchmark folder (repeatable); default: scikit-image demo photos")
+        p.add_argument("--data", action="append", help="benchmark folder (repeatable); default: demo photos")
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -32,7 +32,7 @@ def add_analyze_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sensitivity)
 
-    p = sub.add_parser("outliers", help="clip the top 1%% of every layer input of the FP32 model: PSNR drop, colour shift")
+    p = sub.add_parser("outliers", help="clip the top 1%% of FP32 layer inputs: PSNR drop, colour shift")
     common(p)
     p.add_argument("--percent", type=float, default=1.0, help="share of the largest |activations| clipped, in %%")
     p.add_argument("--scope", default="body", choices=["body", "all"], help="layers whose inputs are clipped")
