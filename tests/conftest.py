@@ -8,6 +8,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BENCH = SHARED / "data" / "benchmarks"
@@ -32,3 +33,34 @@ def need_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the ../shared folder beside the repository is absent)")
     return path
+
+
+# --- a tiny residual net (head, two ReLU blocks, tail) and its calibration batch, shared by method tests ----------
+class TinyBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+class TinyResidualNet(nn.Module):
+    def __init__(self, c: int = 8):
+        super().__init__()
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.body = nn.Sequential(TinyBlock(c), TinyBlock(c))
+        self.tail = nn.Conv2d(c, 3, 3, padding=1)
+
+    def forward(self, x):
+        f = self.head(x)
+        return self.tail(self.body(f) + f)
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyResidualNet().eval()
+
+
+def tiny_calib() -> torch.Tensor:
+    return torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(1))

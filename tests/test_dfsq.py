@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 import srquant
 from srquant.methods import DFSQConfig, config_from_dict
@@ -15,6 +14,8 @@ from srquant.quant.subset import (
     SubsetQuantizer, kmeans_1d, normalize, quant_loss, quantize_to_points, select_exhaustive, select_kmeans,
     select_optimal, snap, thin_universal, universal_set,
 )
+
+from conftest import TinyResidualNet, tiny_calib, tiny_model
 
 
 def test_universal_set_sizes():
@@ -119,34 +120,6 @@ def test_selection_is_deterministic_under_seed():
 
 
 # --- the method on a tiny net ----------------------------------------------------------------------------------
-class _Block(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.conv2(self.act(self.conv1(x)))
-
-
-class _Tiny(nn.Module):
-    def __init__(self, c: int = 8):
-        super().__init__()
-        self.head = nn.Conv2d(3, c, 3, padding=1)
-        self.body = nn.Sequential(_Block(c), _Block(c))
-        self.tail = nn.Conv2d(c, 3, 3, padding=1)
-
-    def forward(self, x):
-        f = self.head(x)
-        return self.tail(self.body(f) + f)
-
-
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return _Tiny().eval()
-
-
-def _calib() -> torch.Tensor:
-    return torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(1))
 
 
 FAST = dict(restarts=2, kmeans_iters=30, batch_size=8)
@@ -165,7 +138,7 @@ def test_config_validation_and_defaults():
 
 
 def test_dfsq_quantizes_body_and_round_trips(tmp_path):
-    model, calib = _model(), _calib()
+    model, calib = tiny_model(), tiny_calib()
     q = srquant.quantize(model, DFSQConfig(w_bits=4, a_bits=4, **FAST), calib)
     layers = dict(quant_layers(q))
     assert sorted(layers) == ["body.0.conv1", "body.0.conv2", "body.1.conv1", "body.1.conv2"]
@@ -186,14 +159,14 @@ def test_dfsq_quantizes_body_and_round_trips(tmp_path):
     with torch.no_grad():
         assert torch.equal(again(x), q(x))  # deterministic
     srquant.save(q, tmp_path / "dfsq.pt")
-    loaded = srquant.load(tmp_path / "dfsq.pt", model=_Tiny())
+    loaded = srquant.load(tmp_path / "dfsq.pt", model=TinyResidualNet())
     with torch.no_grad():
         assert torch.equal(loaded(x), q(x))
     assert isinstance(loaded.srquant_config, DFSQConfig)
 
 
 def test_layerwise_points_and_without_normalization():
-    model, calib = _model(), _calib()
+    model, calib = tiny_model(), tiny_calib()
     x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(2))
     errs = {}
     for gran, norm in [("tensor", True), ("channel", True), ("channel", False)]:
@@ -208,7 +181,7 @@ def test_layerwise_points_and_without_normalization():
 def test_export_refuses_subset_quantizer(tmp_path):
     from srquant.export import ExportError, export_onnx
 
-    q = srquant.quantize(_model(), DFSQConfig(w_bits=8, a_bits=8, **FAST), _calib())
+    q = srquant.quantize(tiny_model(), DFSQConfig(w_bits=8, a_bits=8, **FAST), tiny_calib())
     with pytest.raises(ExportError, match="SubsetQuantizer has no ONNX QDQ form"):
         export_onnx(q, tmp_path / "dfsq.onnx")
     assert not (tmp_path / "dfsq.onnx").exists()

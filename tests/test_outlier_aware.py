@@ -25,6 +25,8 @@ from srquant.quant.dual_region import (
 from srquant.quant.model import quant_layers
 from srquant.quant.tuning import TuningConfig, reconstruct
 
+from conftest import tiny_calib, tiny_model
+
 T = torch.tensor
 
 
@@ -136,34 +138,6 @@ def test_feature_stds_hand_made():
 
 
 # --- the method ---------------------------------------------------------------------------------------------------
-class _Block(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.conv2(self.act(self.conv1(x)))
-
-
-class _Tiny(nn.Module):
-    def __init__(self, c: int = 8):
-        super().__init__()
-        self.head = nn.Conv2d(3, c, 3, padding=1)
-        self.body = nn.Sequential(_Block(c), _Block(c))
-        self.tail = nn.Conv2d(c, 3, 3, padding=1)
-
-    def forward(self, x):
-        f = self.head(x)
-        return self.tail(self.body(f) + f)
-
-
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return _Tiny().eval()
-
-
-def _calib() -> torch.Tensor:
-    return torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(1))
 
 
 FAST = dict(w_bits=4, a_bits=4, scope="all", iters=6, tune_batch_size=4, batch_size=4, progress=False)
@@ -182,7 +156,7 @@ def test_config_validation():
 
 
 def test_method_runs_and_round_trips(tmp_path):
-    model, calib = _model(), _calib()
+    model, calib = tiny_model(), tiny_calib()
     q = srquant.quantize(model, OutlierAwareConfig(**FAST), calib)
     layers = dict(quant_layers(q))
     assert len(layers) == 6 and all(isinstance(l.input_quant, DualRegionQuantizer) for l in layers.values())
@@ -196,7 +170,7 @@ def test_method_runs_and_round_trips(tmp_path):
     assert report.loss_after <= report.loss_before
     path = tmp_path / "oa.pt"
     srquant.save(q, path)
-    r = srquant.load(path, model=_model())
+    r = srquant.load(path, model=tiny_model())
     assert isinstance(r.get_submodule("body.0.conv1").input_quant, DualRegionQuantizer)
     assert torch.equal(q(calib), r(calib)) and r.srquant_config == q.srquant_config
     again = srquant.quantize(model, OutlierAwareConfig(**FAST), calib)  # same seed, same numbers
@@ -204,7 +178,7 @@ def test_method_runs_and_round_trips(tmp_path):
 
 
 def test_ablation_switches():
-    model, calib = _model(), _calib()
+    model, calib = tiny_model(), tiny_calib()
     uniform = srquant.quantize(model, OutlierAwareConfig(**{**FAST, "dual_region": False, "finetune": False}), calib)
     assert not any(isinstance(l.input_quant, DualRegionQuantizer) for _, l in quant_layers(uniform))
     assert not hasattr(uniform, "tuning_report")
@@ -213,7 +187,7 @@ def test_ablation_switches():
 
 
 def test_cycle_trains_one_group_per_phase():
-    model, calib = _model(), _calib()
+    model, calib = tiny_model(), tiny_calib()
     base = srquant.quantize(model, OutlierAwareConfig(**{**FAST, "finetune": False}), calib)
 
     def run(iters):
@@ -237,7 +211,7 @@ def test_cycle_trains_one_group_per_phase():
 
 
 def test_reconstruct_still_accepts_the_mse_baseline():
-    model, calib = _model(), _calib()
+    model, calib = tiny_model(), tiny_calib()
     q = srquant.quantize(model, MSEConfig(w_bits=4, a_bits=4, scope="all", grid=8), calib)
     reports = reconstruct(q, model, calib, TuningConfig(unit="network", learn_rounding=False, learn_act_range=True,
                                                         cycle=("act.bounds",), iters=4, batch_size=4, progress=False))
