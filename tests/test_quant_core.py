@@ -108,6 +108,30 @@ def test_scope_presets_and_overrides():
         plan(model, "middle", 4, 4)
 
 
+class _TwoBranch(nn.Module):
+    """A multi-scale toy like CARN-M: a forward argument picks one of two tails; the other never runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.body = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.up = nn.ModuleDict({"2": nn.Conv2d(4, 12, 3, padding=1), "3": nn.Conv2d(4, 27, 3, padding=1)})
+        self.shuffles = nn.ModuleDict({"2": nn.PixelShuffle(2), "3": nn.PixelShuffle(3)})
+
+    def forward(self, x, scale: int = 2):
+        return self.shuffles[str(scale)](self.up[str(scale)](self.body(self.head(x))))
+
+
+def test_layers_a_forward_never_runs_stay_float_and_runtime_points_trace():
+    model = _TwoBranch()
+    assert set(plan(model, "all", 4, 4)) == {"head", "body", "up.2"}
+    assert set(plan(model, "all", 4, 4, overrides={"up.*": {"w_bits": 8}})) == {"head", "body", "up.2"}
+    calib, x = torch.rand(4, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    for config in (MinMaxConfig(scope="all"), MinMaxConfig(scope="all", act_points="runtime")):
+        q = srquant.quantize(model, config, calib)
+        with torch.no_grad():
+            assert (q(x) - model(x)).abs().max() < 0.05 * model(x).abs().max()
+
+
 def test_prepare_leaves_float_model_untouched():
     model = _toy()
     before = {k: v.clone() for k, v in model.state_dict().items()}

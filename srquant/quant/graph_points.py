@@ -301,8 +301,10 @@ class _Builder:
         gen: dict[fx.Node, Any] = {}
         ven: dict[fx.Node, Any] = {}
         positional = list(args)
-        for ph in placeholders:
-            name = str(ph.target)
+        # FX renames a specialized concrete argument (scale -> scale_1): name placeholders by the forward's signature
+        param_names = [p.name for p in inspect.signature(type(module).forward).parameters.values()][1:]
+        for i, ph in enumerate(placeholders):
+            name = param_names[i] if i < len(param_names) else str(ph.target)
             if positional:
                 g, v = positional.pop(0)
             elif name in kwargs:

@@ -32,6 +32,30 @@ def _quantizable_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, QUANTIZABLE) and m.weight.requires_grad]
 
 
+def _example_input(model: nn.Module, first_layer: nn.Module) -> torch.Tensor:
+    """A 1x C x 16 x 16 input (C from the model's ``sr_info`` colour space or the first layer's in-channels)."""
+    info = getattr(model, "sr_info", None)
+    channels = (1 if info.color == "y" else 3) if info else first_layer.weight.shape[1]
+    return torch.rand(1, channels, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def executed_layers(model: nn.Module) -> set[str]:
+    """Names of the quantizable layers a forward pass actually runs (multi-scale nets skip other scales' branches)."""
+    names = _quantizable_names(model)
+    if not names:
+        return set()
+    modules = dict(model.named_modules())
+    ran: set[str] = set()
+    handles = [modules[n].register_forward_hook(lambda *_, n=n: ran.add(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(_example_input(model, modules[names[0]]))
+    finally:
+        for h in handles:
+            h.remove()
+    return ran
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """FX-trace ``model``; forward arguments after the input with defaults are fixed to those defaults."""
     params = list(inspect.signature(model.forward).parameters.values())[1:]
@@ -52,9 +76,7 @@ def find_ends(model: nn.Module) -> tuple[set[str], set[str]]:
     modules = dict(model.named_modules())
     try:
         gm = trace(model)
-        info = getattr(model, "sr_info", None)
-        channels = (1 if info.color == "y" else 3) if info else modules[names[0]].weight.shape[1]
-        example = torch.rand(1, channels, 16, 16)
+        example = _example_input(model, modules[names[0]])
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints tracebacks itself
             ShapeProp(gm).propagate(example)
     except Exception:  # untraceable forward (data-dependent control flow): fall back to module order
@@ -97,7 +119,8 @@ def plan(
     a_bits: int,
     overrides: dict[str, dict | str] | None = None,
 ) -> dict[str, LayerBits]:
-    """Bit widths per quantizable layer name; layers left out stay in floating point.
+    """Bit widths per quantizable layer name; layers left out stay in floating point, as do layers a forward
+    pass never runs (they would observe nothing during calibration).
 
     ``overrides`` maps fnmatch patterns to ``"fp"`` (keep float) or ``{"w_bits": .., "a_bits": ..}``; later
     patterns win.
@@ -105,8 +128,11 @@ def plan(
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of {SCOPES}")
     head, tail = find_ends(model)
+    executed = executed_layers(model)
     result: dict[str, LayerBits] = {}
     for name in _quantizable_names(model):
+        if name not in executed:
+            continue
         if name in head or name in tail:
             if scope == "body":
                 continue
@@ -119,6 +145,8 @@ def plan(
         if not matched:
             raise ValueError(f"override pattern {pattern!r} matches no quantizable layer")
         for name in matched:
+            if name not in executed:
+                continue
             if rule == "fp":
                 result.pop(name, None)
             elif isinstance(rule, dict):
