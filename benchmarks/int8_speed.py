@@ -32,6 +32,7 @@ from srquant.evaluate import prepare_input
 from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
 from srquant.methods import OrtMinMaxConfig, config_class
 from srquant.methods.ort import cpu_has_vnni
+from srquant.results import write_text_atomic
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(base.format())
         result["ort_baseline_ops"] = base.to_dict()
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+        write_text_atomic(args.json, json.dumps(result, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
     if tmp is not None:
         tmp.cleanup()
