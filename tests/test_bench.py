@@ -142,6 +142,19 @@ def test_crop_validation():
         SweepConfig.from_dict({**SWEEP, "datasets": ["x/Set5"], "crop": {**crop, "box": [0, 0, 0, 32]}})
 
 
+def test_subset_keeps_cell_keys_and_rejects_unknown_labels():
+    full = SweepConfig.from_dict({**SWEEP, "models": [{"name": "abpn", "scale": 4}, {"name": "espcn", "scale": 3}]})
+    part = full.subset(models=["espcn_x3"], methods=["mse"])
+    assert [m.label for m in part.models] == ["espcn_x3"] and part.labels == ["mse"]
+    keys = {c.key() for c in expand(part)}
+    assert len(keys) == 4 and keys <= {c.key() for c in expand(full)}  # fp32, bicubic, mse at two widths
+    assert full.subset() == full
+    with pytest.raises(ValueError, match="rfdn_x4"):
+        full.subset(models=["rfdn_x4"])
+    with pytest.raises(ValueError, match="brecq"):
+        full.subset(methods=["brecq"])
+
+
 def test_failed_cell_is_cached_reported_and_retried(tmp_path, tiny_set):
     cfg = SweepConfig.from_dict({**SWEEP, "methods": [{"label": "ort8", "method": "ort-minmax"}], "bits": [4],
                                  "datasets": [tiny_set], "bicubic": False})

@@ -114,6 +114,20 @@ class SweepConfig:
     def labels(self) -> list[str]:
         return [v.label for v in self.methods]
 
+    def subset(self, models: list[str] | None = None, methods: list[str] | None = None) -> "SweepConfig":
+        """The same sweep restricted to some model labels (``imdn_x4``) and method labels; cells keep their keys,
+        so the full sweep later reuses them from the cache."""
+        chosen = self
+        for what, wanted, have in (("model", models, [m.label for m in self.models]), ("method", methods, self.labels)):
+            unknown = sorted(set(wanted or []) - set(have))
+            if unknown:
+                raise ValueError(f"{what}s {unknown} are not in sweep {self.name!r} (it has {have})")
+        if models:
+            chosen = dataclasses.replace(chosen, models=[m for m in self.models if m.label in models])
+        if methods:
+            chosen = dataclasses.replace(chosen, methods=[v for v in self.methods if v.label in methods])
+        return chosen
+
     @classmethod
     def from_file(cls, path: str | Path) -> "SweepConfig":
         path = Path(path)
