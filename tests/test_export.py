@@ -202,3 +202,27 @@ def test_cli_export_and_eval_onnx(tmp_path, capsys):
     (real,) = json.loads((tmp_path / "ort.json").read_text())["results"]
     assert real["backend"] == "onnxruntime" and real["method"] == "minmax" and real["scale"] == 4
     assert abs(real["psnr_y"] - sim["psnr_y"]) < 0.03
+
+
+def test_dead_activation_keeps_conv_bias_int32(tmp_path):
+    """A ReLU that never fires in calibration gets a scale ~1e-8/255; the conv behind it cannot hold its bias in
+    int32 units of s_in * s_w. Left float, ONNX Runtime's WeightBiasQuantization (basic level) converts it with int32
+    overflow (every code -2^31), so the fused graph left the simulation (IMDN x2: -0.8 dB on Set5). The export
+    widens that activation's scale instead: every conv bias is int32 and all optimization levels agree."""
+    model = _tiny("imdn")
+    with torch.no_grad():
+        model.IMDB1.cca.conv_du[0].bias.fill_(-100.0)  # squeeze conv always negative: the ReLU after it is dead
+    qmodel = srquant.quantize(model, MinMaxConfig(w_bits=W_BITS, a_bits=8, scope="all", act_points="runtime"),
+                              _calib())
+    with pytest.warns(UserWarning, match="almost empty calibration range"):
+        path = export_onnx(qmodel, tmp_path / "dead.onnx")
+    graph = onnx.load(str(path)).graph
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    assert not [n.name for n in graph.node if n.op_type == "Conv" and len(n.input) > 2 and n.input[2] in floats]
+    x = _calib(1, 16)
+    with torch.no_grad():
+        sim = qmodel(x)
+    plain = OrtRunner(path, threads=1, optimization="disable")(x)
+    fused = OrtRunner(path, threads=1, optimization="basic")(x)
+    assert torch.equal(plain, fused)
+    assert (OrtRunner(path, threads=1)(x) - sim).abs().mean() < 0.02 * sim.abs().mean()

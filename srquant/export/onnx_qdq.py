@@ -15,7 +15,9 @@ A clean-up pass on the ONNX graph then:
 * merges identical QuantizeLinear / DequantizeLinear nodes and drops ``DQ -> Q`` pairs with equal parameters
   (a tensor the simulation re-quantizes on its own grid, e.g. a QuantLayer re-applying the point in front of it);
 * quantizes each conv bias to int32 with scale ``s_input * s_weight`` (what QLinearConv needs; the simulation keeps
-  the float bias, a difference below ``s_input * s_weight / 2`` per output);
+  the float bias, a difference below ``s_input * s_weight / 2`` per output); an input activation with an almost
+  empty calibration range (a dead ReLU: scale ~ 1e-8 / 255) first gets the coarser scale its convs' biases need to
+  fit int32 (see ``_Graph.widen_degenerate_inputs``; a float bias would be converted by ONNX Runtime, and overflow);
 * removes unused initializers and stores srquant metadata (config, scale, input range) in ``metadata_props``.
 
 Only 8-bit activations can be exported (ONNX Runtime has no integer kernels below 8 bits); weights may use
@@ -128,6 +130,7 @@ def _weight_codes(layer: QuantLayer, where: str) -> tuple[torch.Tensor, torch.Te
     return codes, scale.detach().reshape(-1), zp.detach().reshape(-1), out_axis, signed
 
 
+BIAS_CODE_LIMIT = 2**30  # |int32 bias code|: leaves the int32 accumulator room for the products (255 * 127 * K)
 SATURATION_FREE = 64  # |int8 weight code| <= 64 keeps u8 x s8 pair sums inside int16 (255 * 64 * 2 < 32768)
 WEIGHT_STORAGE = ("auto", "int8", "uint8")
 
@@ -270,6 +273,61 @@ class _Graph:
         self._set_nodes(keep)
         return changed
 
+    def widen_degenerate_inputs(self) -> list[str]:
+        """Raise the scale of an activation too finely quantized for the int32 bias of a conv that reads it.
+
+        An activation whose calibration range was (almost) empty, e.g. a ReLU that never fired (IMDN x2's fourth
+        channel-attention squeeze), gets a scale near ``1e-8 / 255``; a bias ``b`` in units of ``s_in * s_w`` is
+        then far beyond int32. A float bias left in the graph is no way out: ONNX Runtime's basic-level
+        ``WeightBiasQuantization`` converts it to int32 itself, without saturation, and every code becomes -2^31.
+        The Q/DQ pair of such an activation gets the smallest scale at which every reading conv's bias codes stay
+        within ``BIAS_CODE_LIMIT`` (zero point unchanged). Values the simulation keeps (at most ``255 * s_in``)
+        then round to at most one step of the new grid: the conv outputs move by ``s_new * sum|w|``, orders of
+        magnitude below one step of their own quantizer; a truly dead (all-zero) tensor is unchanged.
+        Returns the names of the widened tensors.
+        """
+        producers = self.producers()
+        needed: dict[str, float] = {}
+        dq_nodes: dict[str, onnx.NodeProto] = {}
+        for node in self.graph.node:
+            if node.op_type != "Conv" or len(node.input) != 3 or node.input[2] not in self.inits:
+                continue
+            x_dq, w_dq = producers.get(node.input[0]), producers.get(node.input[1])
+            if x_dq is None or w_dq is None or x_dq.op_type != "DequantizeLinear" or w_dq.op_type != "DequantizeLinear":
+                continue
+            s_x, s_w = self.const(x_dq.input[1]), self.const(w_dq.input[1])
+            if s_x is None or s_w is None or s_x.size != 1:
+                continue
+            bias = np.abs(self.inits[node.input[2]].astype(np.float64)).reshape(-1)
+            s_w = np.broadcast_to(s_w.astype(np.float64).reshape(-1), bias.shape)
+            need = float(np.max(bias / (np.maximum(s_w, np.finfo(np.float32).tiny) * BIAS_CODE_LIMIT), initial=0.0))
+            if need > float(s_x.reshape(())):
+                needed[x_dq.output[0]] = max(need, needed.get(x_dq.output[0], 0.0))
+                dq_nodes[x_dq.output[0]] = x_dq
+        widened = []
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        for out, need in needed.items():
+            dq = dq_nodes[out]
+            q = producers.get(dq.input[0])
+            key = self.qparams_key(dq)
+            if q is None or q.op_type != "QuantizeLinear" or self.qparams_key(q) != key:
+                continue  # no Q of our own in front (e.g. a DQ of a graph input): left alone
+            readers = consumers.get(q.output[0], [])
+            if any(r.op_type != "DequantizeLinear" or self.qparams_key(r) != key for r in readers):
+                continue
+            scale = np.float32(need)
+            if float(scale) < need:
+                scale = np.nextafter(scale, np.float32(np.inf))
+            name = f"{q.output[0]}_widened_scale"
+            self.inits[name] = np.asarray(scale, np.float32).reshape(self.const(q.input[1]).shape)
+            for n in [q, *readers]:
+                n.input[1] = name
+            widened.append(q.input[0])
+        return widened
+
     def quantize_biases(self) -> int:
         """Conv bias (float initializer) -> int32 initializer + DequantizeLinear(scale = s_in * s_w)."""
         producers = self.producers()
@@ -287,7 +345,10 @@ class _Graph:
                 if scale.size == 1:
                     scale = np.full(bias.shape, scale[0])
                 codes = np.round(bias / scale)
-                if np.abs(codes).max(initial=0) >= 2**31:
+                if np.abs(codes).max(initial=0) > BIAS_CODE_LIMIT:
+                    warnings.warn(f"{node.name}: bias codes up to {np.abs(codes).max():.3g} do not fit int32 at "
+                                  "scale s_in * s_w; the bias stays float and ONNX Runtime's own int32 conversion "
+                                  "of it may overflow", stacklevel=4)
                     continue
                 base = node.input[2]
                 names = (f"{base}_int32", f"{base}_int32_scale", f"{base}_int32_zero_point", f"{base}_dequantized")
@@ -343,6 +404,11 @@ def clean_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     for _ in range(10):
         if not g.merge_duplicates():
             break
+    widened = g.widen_degenerate_inputs()
+    if widened:
+        warnings.warn(f"{len(widened)} activation(s) with an almost empty calibration range (e.g. {widened[0]}) got "
+                      "a coarser scale in the export so that the int32 biases of the convs reading them fit",
+                      stacklevel=3)
     g.quantize_biases()
     g.prune()
     g.toposort()
