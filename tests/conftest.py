@@ -35,11 +35,12 @@ def need_shared(*parts: str) -> Path:
     return path
 
 
-# --- a tiny residual net (head, two ReLU blocks, tail) and its calibration batch, shared by method tests ----------
+# --- a tiny residual net (head, two ReLU or leaky-ReLU blocks, tail) and its calibration batch, shared by method tests ----------
 class TinyBlock(nn.Module):
-    def __init__(self, c: int):
+    def __init__(self, c: int, negative_slope: float = 0.0):
         super().__init__()
-        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1)
+        act = nn.LeakyReLU(negative_slope) if negative_slope else nn.ReLU()
+        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 3, padding=1), act, nn.Conv2d(c, c, 3, padding=1)
 
     def forward(self, x):
         return x + self.conv2(self.act(self.conv1(x)))

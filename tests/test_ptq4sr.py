@@ -15,16 +15,7 @@ from srquant.methods.ptq4sr import (
 )
 from srquant.quant.model import quant_layers
 
-from conftest import need_shared
-
-
-class _Block(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.conv2(self.act(self.conv1(x)))
+from conftest import TinyBlock, need_shared
 
 
 class _TinySR(nn.Module):
@@ -33,7 +24,7 @@ class _TinySR(nn.Module):
     def __init__(self, c: int = 8):
         super().__init__()
         self.head = nn.Conv2d(3, c, 3, padding=1)
-        self.body = nn.Sequential(_Block(c), _Block(c))
+        self.body = nn.Sequential(TinyBlock(c, 0.1), TinyBlock(c, 0.1))
         self.fuse = nn.Conv2d(c, c, 3, padding=1)
         self.up = nn.Sequential(nn.Conv2d(c, 12, 3, padding=1), nn.PixelShuffle(2))
 

@@ -14,21 +14,14 @@ from srquant.quant.layers import QuantLayer
 from srquant.quant.model import quant_layers
 from srquant.quant.tuning import DropQuant, TuningConfig, find_units, mix_inputs, reconstruct
 
-
-class _Block(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.conv2(self.act(self.conv1(x)))
+from conftest import TinyBlock
 
 
 class _Tiny(nn.Module):
     def __init__(self, c: int = 8):
         super().__init__()
         self.head = nn.Conv2d(3, c, 3, padding=1)
-        self.body = nn.Sequential(_Block(c), _Block(c))
+        self.body = nn.Sequential(TinyBlock(c, 0.1), TinyBlock(c, 0.1))
         self.fuse = nn.Conv2d(c, c, 1)
         self.tail = nn.Conv2d(c, 3, 3, padding=1)
 
