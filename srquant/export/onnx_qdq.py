@@ -31,6 +31,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import onnx
@@ -273,6 +274,20 @@ class _Graph:
         self._set_nodes(keep)
         return changed
 
+    def float_bias_convs(self) -> Iterator[tuple[onnx.NodeProto, onnx.NodeProto, np.ndarray, np.ndarray]]:
+        """(conv, input DQ, input scale, weight scale) of each Conv with a float bias initializer whose input and
+        weight come from DequantizeLinear nodes with constant scales (per-tensor input scale)."""
+        producers = self.producers()
+        for node in list(self.graph.node):
+            if node.op_type != "Conv" or len(node.input) != 3 or node.input[2] not in self.inits:
+                continue
+            x_dq, w_dq = producers.get(node.input[0]), producers.get(node.input[1])
+            if x_dq is None or w_dq is None or x_dq.op_type != "DequantizeLinear" or w_dq.op_type != "DequantizeLinear":
+                continue
+            s_x, s_w = self.const(x_dq.input[1]), self.const(w_dq.input[1])
+            if s_x is not None and s_w is not None and s_x.size == 1:
+                yield node, x_dq, s_x, s_w
+
     def widen_degenerate_inputs(self) -> list[str]:
         """Raise the scale of an activation too finely quantized for the int32 bias of a conv that reads it.
 
@@ -289,15 +304,7 @@ class _Graph:
         producers = self.producers()
         needed: dict[str, float] = {}
         dq_nodes: dict[str, onnx.NodeProto] = {}
-        for node in self.graph.node:
-            if node.op_type != "Conv" or len(node.input) != 3 or node.input[2] not in self.inits:
-                continue
-            x_dq, w_dq = producers.get(node.input[0]), producers.get(node.input[1])
-            if x_dq is None or w_dq is None or x_dq.op_type != "DequantizeLinear" or w_dq.op_type != "DequantizeLinear":
-                continue
-            s_x, s_w = self.const(x_dq.input[1]), self.const(w_dq.input[1])
-            if s_x is None or s_w is None or s_x.size != 1:
-                continue
+        for node, x_dq, s_x, s_w in self.float_bias_convs():
             bias = np.abs(self.inits[node.input[2]].astype(np.float64)).reshape(-1)
             s_w = np.broadcast_to(s_w.astype(np.float64).reshape(-1), bias.shape)
             need = float(np.max(bias / (np.maximum(s_w, np.finfo(np.float32).tiny) * BIAS_CODE_LIMIT), initial=0.0))
@@ -330,35 +337,27 @@ class _Graph:
 
     def quantize_biases(self) -> int:
         """Conv bias (float initializer) -> int32 initializer + DequantizeLinear(scale = s_in * s_w)."""
-        producers = self.producers()
         new_nodes, done = [], 0
-        for node in self.graph.node:
-            if node.op_type == "Conv" and len(node.input) == 3 and node.input[2] in self.inits:
-                x_dq, w_dq = producers.get(node.input[0]), producers.get(node.input[1])
-                if x_dq is None or w_dq is None or x_dq.op_type != "DequantizeLinear" or w_dq.op_type != "DequantizeLinear":
-                    continue
-                s_x, s_w = self.const(x_dq.input[1]), self.const(w_dq.input[1])
-                if s_x is None or s_w is None or s_x.size != 1:
-                    continue
-                bias = self.inits[node.input[2]].astype(np.float64)
-                scale = (float(s_x.reshape(())) * s_w.astype(np.float64)).reshape(-1)
-                if scale.size == 1:
-                    scale = np.full(bias.shape, scale[0])
-                codes = np.round(bias / scale)
-                if np.abs(codes).max(initial=0) > BIAS_CODE_LIMIT:
-                    warnings.warn(f"{node.name}: bias codes up to {np.abs(codes).max():.3g} do not fit int32 at "
-                                  "scale s_in * s_w; the bias stays float and ONNX Runtime's own int32 conversion "
-                                  "of it may overflow", stacklevel=4)
-                    continue
-                base = node.input[2]
-                names = (f"{base}_int32", f"{base}_int32_scale", f"{base}_int32_zero_point", f"{base}_dequantized")
-                self.inits[names[0]] = codes.astype(np.int32)
-                self.inits[names[1]] = scale.astype(np.float32)
-                self.inits[names[2]] = np.zeros(bias.shape, np.int32)
-                new_nodes.append(helper.make_node("DequantizeLinear", list(names[:3]), [names[3]],
-                                                  name=f"{node.name}_bias_DequantizeLinear", axis=0))
-                node.input[2] = names[3]
-                done += 1
+        for node, _, s_x, s_w in self.float_bias_convs():
+            bias = self.inits[node.input[2]].astype(np.float64)
+            scale = (float(s_x.reshape(())) * s_w.astype(np.float64)).reshape(-1)
+            if scale.size == 1:
+                scale = np.full(bias.shape, scale[0])
+            codes = np.round(bias / scale)
+            if np.abs(codes).max(initial=0) > BIAS_CODE_LIMIT:
+                warnings.warn(f"{node.name}: bias codes up to {np.abs(codes).max():.3g} do not fit int32 at "
+                              "scale s_in * s_w; the bias stays float and ONNX Runtime's own int32 conversion "
+                              "of it may overflow", stacklevel=4)
+                continue
+            base = node.input[2]
+            names = (f"{base}_int32", f"{base}_int32_scale", f"{base}_int32_zero_point", f"{base}_dequantized")
+            self.inits[names[0]] = codes.astype(np.int32)
+            self.inits[names[1]] = scale.astype(np.float32)
+            self.inits[names[2]] = np.zeros(bias.shape, np.int32)
+            new_nodes.append(helper.make_node("DequantizeLinear", list(names[:3]), [names[3]],
+                                              name=f"{node.name}_bias_DequantizeLinear", axis=0))
+            node.input[2] = names[3]
+            done += 1
         if new_nodes:
             self._set_nodes(new_nodes + list(self.graph.node))
             self.toposort()
