@@ -25,8 +25,10 @@ def add_bench_commands(subparsers) -> None:
 def _command(args) -> str:
     """The command line that reproduces this run's Markdown (flags at their defaults left out)."""
     parts = ["srquant", "bench", args.config]
-    for flag, value, default in (("--models", args.models, None), ("--methods", args.methods, None), ("--out", args.out, None), ("--executor", args.executor, "local"),
-                                 ("--workers", args.workers, 1), ("--markdown", args.markdown, None), ("--plots", args.plots, None)):
+    for flag, value, default in (("--models", args.models, None), ("--methods", args.methods, None),
+                                 ("--out", args.out, None), ("--executor", args.executor, "local"),
+                                 ("--workers", args.workers, 1), ("--markdown", args.markdown, None),
+                                 ("--plots", args.plots, None)):
         if value != default:
             parts += [flag, str(value)]
     return shlex.join(parts)
