@@ -170,6 +170,10 @@ def test_curate_keeps_good_images_and_repairs_bad_ones():
     assert np.array_equal(rd["good"], clean) and find_outliers(Gain(), rd["bad"]).count == 0
     top, _ = curate(Gain(), images, k=1, blur=None)
     assert list(top) == ["good"]
+    images["flat"] = np.full((8, 8, 3), 250, np.uint8)  # 1.2 * 250 - 25.5 > 255 everywhere: no blur repairs it
+    kept, _ = curate(Gain(), images, blur=BlurConfig("lipb"))
+    repaired, _ = curate(Gain(), images, blur=BlurConfig("lipb"), drop_unrepaired=True)
+    assert sorted(kept) == ["bad", "flat", "good"] and sorted(repaired) == ["bad", "good"]
 
 
 def test_blur_config_validation():
@@ -341,6 +345,10 @@ def test_cli_rd_score_select_enhance(tiny_setup, capsys):
     assert [r["name"] for r in report] == ["p0", "p1", "p2"]
     assert all(r["iterations"] == 2 and r["on_after"] > 0 for r in report)  # random net: outliers stay, Thr stops
     assert not [p for p in enhanced.iterdir() if p.suffix not in (".png", ".json")]  # no temporary files left
+    none_repaired = root / "repaired"
+    assert main(["rd", "enhance", *_rd_args(root, "--blur", "libb", "--max-iter", "2", "--drop-unrepaired",
+                                            "--out", str(none_repaired))]) == 2
+    assert "no image lost its outliers" in capsys.readouterr().err and not none_repaired.exists()
 
 
 def test_cli_quantize_with_rd(tiny_setup, capsys):

@@ -29,17 +29,21 @@ def model_variant(name: str, scale: int, weights: str | None = None, clip: bool 
 
 
 def curate(model: nn.Module, images: dict[str, np.ndarray], k: int | None = None,
-           blur: BlurConfig | None = BlurConfig(),
-           outliers: OutlierConfig = OutlierConfig()) -> tuple[dict[str, np.ndarray], list[Score]]:
+           blur: BlurConfig | None = BlurConfig(), outliers: OutlierConfig = OutlierConfig(),
+           drop_unrepaired: bool = False) -> tuple[dict[str, np.ndarray], list[Score]]:
     """M1 + M2 with the float clip-free ``model``: every image, or the ``k`` with the fewest outliers, each blurred
     by ``blur`` while its response has outliers (an image without outliers is kept as it is).
 
-    With ``k=None`` the RD is the good images plus the repaired bad ones. Returns the RD and every candidate's ON.
+    With ``k=None`` the RD is the good images plus the repaired bad ones; ``drop_unrepaired`` leaves out the images
+    whose response still has outliers after M2 (e.g. flat saturated areas, which no blur changes). Returns the RD
+    and every candidate's ON.
     """
     scores = score_images(model, images, outliers)
     chosen = select_good(scores, k) if k is not None else list(images)
-    rd = {name: enhance(model, images[name], blur, outliers).image if blur else images[name] for name in chosen}
-    return rd, scores
+    if blur is None:
+        return {name: images[name] for name in chosen}, scores
+    fixed = {name: enhance(model, images[name], blur, outliers) for name in chosen}
+    return {name: f.image for name, f in fixed.items() if f.on_after == 0 or not drop_unrepaired}, scores
 
 
 def merge_ranges(target: nn.Module, other: nn.Module) -> nn.Module:

@@ -32,6 +32,8 @@ def add_rd_commands(subparsers) -> None:
     p.add_argument("--radius", type=int, default=2, help="libb: half-size of the window around each outlier")
     p.add_argument("--kernel", type=int, default=3, help="libb/lipb: box-mean size")
     p.add_argument("--max-iter", type=int, default=20, help="libb/lipb: iteration cap (Thr)")
+    p.add_argument("--drop-unrepaired", action="store_true",
+                   help="write only the images whose outliers are gone after the blur")
     p.add_argument("--out", required=True, help="folder for the enhanced RD images and rd.json")
     p.set_defaults(func=_cmd_enhance)
 
@@ -115,12 +117,18 @@ def _cmd_enhance(args) -> None:
     model, images, outliers = _setup(args)
     blur = BlurConfig(args.blur, args.sigma, args.truncate, args.radius, args.kernel, args.max_iter)
     out, report = Path(args.out), []
-    print("| image | ON before | ON after | iterations |\n|---|---:|---:|---:|")
+    print("| image | ON before | ON after | iterations | written |\n|---|---:|---:|---:|---|")
     for name, img in images.items():
         result = enhance(model, img, blur, outliers)
-        write_rd(out, {name: result.image})
+        written = result.on_after == 0 or not args.drop_unrepaired
+        if written:
+            write_rd(out, {name: result.image})
         report.append({"name": name, "on_before": result.on_before, "on_after": result.on_after,
-                       "iterations": result.iterations})
-        print(f"| {name} | {result.on_before} | {result.on_after} | {result.iterations} |")
+                       "iterations": result.iterations, "written": written})
+        print(f"| {name} | {result.on_before} | {result.on_after} | {result.iterations} | {written} |")
+    kept = sum(r["written"] for r in report)
+    if not kept:
+        raise ValueError(f"no image lost its outliers within --max-iter {args.max_iter} blur steps; "
+                         "raise --max-iter or keep unrepaired images (no --drop-unrepaired)")
     _write_json(out / "rd.json", {"settings": _settings(args), "images": report})
-    print(f"wrote {len(report)} enhanced RD images and rd.json to {out}")
+    print(f"wrote {kept} enhanced RD images and rd.json to {out}")
