@@ -15,7 +15,8 @@ from srquant.data import imresize, write_image
 from srquant.methods import FullIntConfig, MinMaxConfig
 from srquant.models import SRInfo
 from srquant.rd import (BlurConfig, OutlierConfig, Score, box_blur_at, curate, enhance, find_outliers, global_blur,
-                        load_rd, model_variant, quantize_rd, rank, rd_image, select_clean, select_good, window_mask)
+                        load_rd, model_variant, quantize_rd, rank, rd_image, score_images, select_clean, select_good,
+                        window_mask)
 from srquant.rd.outliers import range_mask, to_lr_grid, zscore_mask
 
 
@@ -71,6 +72,9 @@ def test_find_outliers_counts_values_and_maps_them_to_lr():
     found = find_outliers(Gain(), img)
     assert found.count == 3 * 4 + 1 * 4  # x2 nearest: 4 output values per LR value
     assert found.lr_map.sum() == 2 and found.lr_map[0, 0] and found.lr_map[2, 3]
+    assert found.out_range == pytest.approx((-1.5, 262.5), abs=1e-3)
+    score = score_images(Gain(), {"img": img})[0]
+    assert (score.on, score.out_range) == (found.count, found.out_range)
 
 
 def test_zscore_and_activation_outliers():

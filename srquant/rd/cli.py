@@ -71,9 +71,9 @@ def _setup(args):
 def _print_scores(scores) -> None:
     from .outliers import rank
 
-    print("| rank | image | ON |\n|---:|---|---:|")
+    print("| rank | image | ON | output min | output max |\n|---:|---|---:|---:|---:|")
     for i, s in enumerate(rank(scores), 1):
-        print(f"| {i} | {s.name} | {s.on} |")
+        print(f"| {i} | {s.name} | {s.on} | {s.out_range[0]:.1f} | {s.out_range[1]:.1f} |")
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -117,15 +117,17 @@ def _cmd_enhance(args) -> None:
     model, images, outliers = _setup(args)
     blur = BlurConfig(args.blur, args.sigma, args.truncate, args.radius, args.kernel, args.max_iter)
     out, report = Path(args.out), []
-    print("| image | ON before | ON after | iterations | written |\n|---|---:|---:|---:|---|")
+    print("| image | ON before | ON after | iterations | output range after | written |\n|---|---:|---:|---:|---|---|")
     for name, img in images.items():
         result = enhance(model, img, blur, outliers)
         written = result.on_after == 0 or not args.drop_unrepaired
         if written:
             write_rd(out, {name: result.image})
         report.append({"name": name, "on_before": result.on_before, "on_after": result.on_after,
-                       "iterations": result.iterations, "written": written})
-        print(f"| {name} | {result.on_before} | {result.on_after} | {result.iterations} | {written} |")
+                       "iterations": result.iterations, "out_range": result.out_range, "written": written})
+        lo, hi = result.out_range
+        print(f"| {name} | {result.on_before} | {result.on_after} | {result.iterations} | {lo:.1f}..{hi:.1f} "
+              f"| {written} |")
     kept = sum(r["written"] for r in report)
     if not kept:
         raise ValueError(f"no image lost its outliers within --max-iter {args.max_iter} blur steps; "

@@ -49,6 +49,7 @@ class Enhanced:
     on_before: int
     on_after: int
     iterations: int
+    out_range: tuple[float, float]  # the response's min and max after the blur (pixel units)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -86,8 +87,8 @@ def enhance(model: nn.Module, img: np.ndarray, config: BlurConfig = BlurConfig()
         if found.count:
             img = global_blur(img, config.sigma, config.truncate)
             found, steps = find_outliers(model, img, outliers), 1
-        return Enhanced(img, before, found.count, steps)
+        return Enhanced(img, before, found.count, steps, found.out_range)
     while found.count and steps < config.max_iter:
         img = blur_step(img, found.lr_map, config)
         found, steps = find_outliers(model, img, outliers), steps + 1
-    return Enhanced(img, before, found.count, steps)
+    return Enhanced(img, before, found.count, steps, found.out_range)

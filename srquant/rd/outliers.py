@@ -46,16 +46,22 @@ class OutlierConfig:
 
 @dataclass(frozen=True)
 class Outliers:
-    """ON and where the outliers sit: ``lr_map[i, j]`` is True when an outlier lies over LR pixel (i, j)."""
+    """ON and where the outliers sit: ``lr_map[i, j]`` is True when an outlier lies over LR pixel (i, j).
+
+    ``out_range`` is the lowest and highest output value in pixel units: with a uint8 readout an RD whose output
+    range falls short of [0, 255] stretches the output as much as one that overshoots (docs/clipfree.md).
+    """
 
     count: int
     lr_map: np.ndarray
+    out_range: tuple[float, float]
 
 
 @dataclass(frozen=True)
 class Score:
     name: str
     on: int
+    out_range: tuple[float, float] | None = None  # the output's min and max in pixel units
 
 
 def range_mask(y: torch.Tensor, config: OutlierConfig, input_range: float) -> torch.Tensor:
@@ -109,13 +115,15 @@ def find_outliers(model: nn.Module, lr: np.ndarray, config: OutlierConfig = Outl
     lr_map = np.zeros(lr.shape[:2], dtype=bool)
     for m in masks:
         lr_map |= to_lr_grid(m, lr.shape[:2])
-    return Outliers(int(sum(int(m.sum()) for m in masks)), lr_map)
+    px = y * (255.0 / info.input_range)
+    return Outliers(int(sum(int(m.sum()) for m in masks)), lr_map, (float(px.min()), float(px.max())))
 
 
 def score_images(model: nn.Module, images: dict[str, np.ndarray],
                  config: OutlierConfig = OutlierConfig()) -> list[Score]:
     """ON of every image, in the given order."""
-    return [Score(name, find_outliers(model, img, config).count) for name, img in images.items()]
+    found = {name: find_outliers(model, img, config) for name, img in images.items()}
+    return [Score(name, f.count, f.out_range) for name, f in found.items()]
 
 
 def rank(scores: list[Score]) -> list[Score]:
