@@ -149,6 +149,12 @@ def test_subset_keeps_cell_keys_and_rejects_unknown_labels():
     keys = {c.key() for c in expand(part)}
     assert len(keys) == 4 and keys <= {c.key() for c in expand(full)}  # fp32, bicubic, mse at two widths
     assert full.subset() == full
+    four = full.subset(w_bits=[4])
+    assert four.bits == [(4, 4)] and {c.key() for c in expand(four)} < {c.key() for c in expand(full)}
+    with pytest.raises(ValueError, match="w_bits"):
+        full.subset(w_bits=[6])
+    own = SweepConfig.from_dict({**SWEEP, "methods": ["minmax", {"label": "mse8", "method": "mse", "bits": [8]}]})
+    assert own.subset(w_bits=[4]).labels == ["minmax"] and own.subset(w_bits=[8]).labels == ["minmax", "mse8"]
     with pytest.raises(ValueError, match="rfdn_x4"):
         full.subset(models=["rfdn_x4"])
     with pytest.raises(ValueError, match="brecq"):

@@ -15,6 +15,7 @@ def add_bench_commands(subparsers) -> None:
     p.add_argument("--ray-address", help="Ray cluster address (default: a local instance)")
     p.add_argument("--models", help="only these models of the config (comma list of labels, e.g. imdn_x4,pan_x4)")
     p.add_argument("--methods", help="only these method labels of the config (comma list)")
+    p.add_argument("--bits", help="only the bit widths with these weight bits (comma list, e.g. 4 or 8,6)")
     p.add_argument("--retry-failed", action="store_true", help="run cells cached as failed again")
     p.add_argument("--markdown", help="also write this Markdown file (e.g. BENCHMARKS.md) with plots beside it")
     p.add_argument("--plots", help="folder for the Markdown's PNG plots (default: benchmarks/plots beside it)")
@@ -26,6 +27,7 @@ def _command(args) -> str:
     """The command line that reproduces this run's Markdown (flags at their defaults left out)."""
     parts = ["srquant", "bench", args.config]
     for flag, value, default in (("--models", args.models, None), ("--methods", args.methods, None),
+                                 ("--bits", args.bits, None),
                                  ("--out", args.out, None), ("--executor", args.executor, "local"),
                                  ("--workers", args.workers, 1), ("--markdown", args.markdown, None),
                                  ("--plots", args.plots, None)):
@@ -42,7 +44,8 @@ def _cmd_bench(args) -> None:
     from . import SweepConfig, expand, inline_executor, load_run, local_executor, ray_executor, run_sweep
     from .runner import pending
 
-    config = SweepConfig.from_file(args.config).subset(_labels(args.models), _labels(args.methods))
+    widths = [int(w) for w in _labels(args.bits)] if args.bits else None
+    config = SweepConfig.from_file(args.config).subset(_labels(args.models), _labels(args.methods), widths)
     out = Path(args.out or Path("runs") / "bench" / config.name)
     executors = {"local": lambda: local_executor(args.workers), "inline": inline_executor, "ray": lambda: ray_executor(args.ray_address)}
     computed = len(pending(expand(config), out / "cells", args.retry_failed))

@@ -114,18 +114,28 @@ class SweepConfig:
     def labels(self) -> list[str]:
         return [v.label for v in self.methods]
 
-    def subset(self, models: list[str] | None = None, methods: list[str] | None = None) -> "SweepConfig":
-        """The same sweep restricted to some model labels (``imdn_x4``) and method labels; cells keep their keys,
-        so the full sweep later reuses them from the cache."""
+    def subset(self, models: list[str] | None = None, methods: list[str] | None = None,
+               w_bits: list[int] | None = None) -> "SweepConfig":
+        """The same sweep restricted to some model labels (``imdn_x4``), method labels and weight widths; cells keep
+        their keys, so the full sweep later reuses them from the cache."""
         chosen = self
+        if w_bits:
+            def keep(pairs):
+                return tuple(p for p in pairs if p[0] in w_bits)
+
+            variants = [dataclasses.replace(v, bits=keep(v.bits)) if v.bits else v for v in self.methods]
+            chosen = dataclasses.replace(chosen, bits=list(keep(self.bits)),
+                                         methods=[v for v in variants if v.bits is None or v.bits])
+            if not chosen.bits and all(v.bits is None for v in chosen.methods):
+                raise ValueError(f"no bit width of sweep {self.name!r} has w_bits in {w_bits}")
         for what, wanted, have in (("model", models, [m.label for m in self.models]), ("method", methods, self.labels)):
             unknown = sorted(set(wanted or []) - set(have))
             if unknown:
                 raise ValueError(f"{what}s {unknown} are not in sweep {self.name!r} (it has {have})")
         if models:
-            chosen = dataclasses.replace(chosen, models=[m for m in self.models if m.label in models])
+            chosen = dataclasses.replace(chosen, models=[m for m in chosen.models if m.label in models])
         if methods:
-            chosen = dataclasses.replace(chosen, methods=[v for v in self.methods if v.label in methods])
+            chosen = dataclasses.replace(chosen, methods=[v for v in chosen.methods if v.label in methods])
         return chosen
 
     @classmethod
