@@ -128,9 +128,11 @@ FAST = dict(restarts=2, kmeans_iters=30, batch_size=8)
 def test_config_validation_and_defaults():
     cfg = DFSQConfig(w_bits=4, a_bits=4)
     assert (cfg.w_granularity, cfg.w_symmetric, cfg.a_granularity, cfg.scope) == ("channel", False, "channel", "body")
+    assert cfg.weight_range == "minmax"  # the method as specified
     assert config_from_dict(cfg.to_dict()) == cfg
     for bad in (dict(universal_set="x"), dict(selection="x"), dict(post_relu="x"), dict(restarts=0),
-                dict(act_points="runtime", a_granularity="tensor"), dict(word_sets=[[1, 0]], a_bits=2)):
+                dict(act_points="runtime", a_granularity="tensor"), dict(word_sets=[[1, 0]], a_bits=2),
+                dict(weight_range="percentile")):
         with pytest.raises(ValueError):
             DFSQConfig(**bad)
     labels = [(c.a_granularity, c.normalize) for _, c in ablation_configs(cfg)]
@@ -175,6 +177,20 @@ def test_layerwise_points_and_without_normalization():
         with torch.no_grad():
             errs[gran, norm] = float((q(x) - model(x)).pow(2).mean())
     assert errs["channel", True] <= errs["tensor", True] * 1.5
+
+
+def test_weight_range_mse_clips_filters_and_lowers_weight_error():
+    model, calib = tiny_model(), tiny_calib()
+    models = {r: srquant.quantize(model, DFSQConfig(w_bits=3, a_bits=4, weight_range=r, **FAST), calib)
+              for r in ("minmax", "mse")}
+    for (name, mm), (_, ms) in zip(quant_layers(models["minmax"]), quant_layers(models["mse"])):
+        w = mm.weight.detach()
+        lo, hi = w.amin(dim=(1, 2, 3)), w.amax(dim=(1, 2, 3))
+        assert torch.allclose(mm.weight_quant.lo.flatten(), lo) and torch.allclose(mm.weight_quant.hi.flatten(), hi)
+        assert (ms.weight_quant.hi.flatten() <= hi + 1e-7).all() and (ms.weight_quant.lo.flatten() >= lo - 1e-7).all()
+        assert (ms.weight_quant.hi.flatten() < hi).any(), name  # 3-bit filters: clipping pays somewhere
+        err = {k: float((q.weight_quant(w) - w).pow(2).sum()) for k, q in (("minmax", mm), ("mse", ms))}
+        assert err["mse"] <= err["minmax"] + 1e-9, name
 
 
 @pytest.mark.filterwarnings("ignore:exporting a model without runtime points")

@@ -4,7 +4,8 @@ Activations: each in-scope layer input is normalized per sample and channel at r
 follows a ReLU, divided by its max |x|), snapped to the nearest of the channel's 2^a_bits points, de-normalized.
 The points are chosen once per input channel from a universal set of additive power-of-two values by k-means on
 the normalized calibration activations (fast selection), see :mod:`srquant.quant.subset`.
-Weights: per-output-filter ("kernel-wise" in the paper) asymmetric min/max, no clipping search, no fine-tuning.
+Weights: per-output-filter ("kernel-wise" in the paper) asymmetric min/max, no clipping search, no fine-tuning
+(``weight_range="mse"``, beyond the spec, clips each filter's range by squared error instead).
 
 Caveat for comparisons: the normalization statistics (mean, max) are computed in floating point per image at run
 time, so DFSQ is not an integer-only scheme like per-tensor uniform PTQ (the paper's §5 acknowledges the overhead).
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..quant.layers import QuantLayer
 from ..quant.model import quant_layers, run_batches, set_mode
+from ..quant.observers import mse_range_weights
 from ..quant.primitives import amin_amax
 from ..quant.subset import (
     SortedRows, SubsetQuantizer, WORD_SETS, normalize, select_exhaustive, select_kmeans, select_optimal, universal_set,
@@ -43,6 +45,7 @@ class DFSQConfig(QuantConfig):
     method = "dfsq"
     w_granularity: str = "channel"  # one asymmetric min/max range per output filter
     w_symmetric: bool = False
+    weight_range: str = "minmax"  # minmax (the method) | mse (beyond the spec: per-filter squared-error clipping)
     a_granularity: str = "channel"  # channel: points per input channel | tensor: one point set per layer
     universal_set: str = "code"  # preset: code (377 values) | paper107 (reconstructed)
     word_sets: list | None = None  # custom word sets (overrides universal_set)
@@ -71,6 +74,8 @@ class DFSQConfig(QuantConfig):
             if not self.word_sets or not all(len(s) > 0 for s in self.word_sets):
                 raise ValueError("word_sets must be a non-empty list of non-empty lists")
             self.word_sets = [[float(v) for v in s] for s in self.word_sets]
+        if self.weight_range not in ("minmax", "mse"):
+            raise ValueError(f"weight_range must be minmax or mse, got {self.weight_range!r}")
         if self.post_relu not in ("auto", "always", "never"):
             raise ValueError(f"post_relu must be auto, always or never, got {self.post_relu!r}")
         if self.selection not in ("kmeans", "optimal", "exhaustive"):
@@ -175,8 +180,10 @@ def _activation_bytes(qmodel: nn.Module, sample: torch.Tensor) -> dict[str, int]
 def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> None:
     install_subset_quantizers(qmodel, config)
     layers = list(quant_layers(qmodel))
-    for _, layer in layers:  # per-filter asymmetric min/max
-        layer.weight_quant.set_range(*amin_amax(layer.weight.detach(), layer.weight_quant.axis))
+    for _, layer in layers:  # per-filter asymmetric min/max (or squared-error clipping)
+        w, q = layer.weight.detach(), layer.weight_quant
+        q.set_range(*(mse_range_weights(w, q.axis, q.bits, q.symmetric) if config.weight_range == "mse"
+                      else amin_amax(w, q.axis)))
     set_mode(qmodel, "off")
     universal = config.universal()
     sizes = _activation_bytes(qmodel, calib[:1])
