@@ -1,5 +1,6 @@
 """Real INT8 accuracy: srquant methods (simulation and exported ONNX in ONNX Runtime) against ONNX Runtime's own
-quantize_static, all at W8A8 with every layer quantized, on Set5/Set14/B100.
+quantize_static, all at W8A8 with every layer quantized (or ``--scope body``: head and tail in float on both sides),
+on Set5/Set14/B100.
 
     python benchmarks/int8_accuracy.py --model imdn --scale 4 --weights ../shared/weights/imdn_x4.pth \\
         --methods minmax,brecq --ort --out runs/int8_accuracy/imdn_x4
@@ -7,7 +8,8 @@ quantize_static, all at W8A8 with every layer quantized, on Set5/Set14/B100.
 Each srquant method is calibrated with ``scope="all"`` and ``act_points="runtime"`` (the simulation rounds every
 tensor ONNX Runtime rounds), exported with :func:`srquant.export.export_onnx` and evaluated twice: the PyTorch
 simulation and the ONNX file in ONNX Runtime. ``--ort`` adds ort-minmax, ort-percentile and ort-entropy
-(evaluated in ONNX Runtime). ``--option method.key=value`` sets a method option (e.g. ``brecq.iters=400``).
+(evaluated in ONNX Runtime; with ``--scope body`` their head and tail convolutions are left in float through
+``nodes_to_exclude``). ``--option method.key=value`` sets a method option (e.g. ``brecq.iters=400``).
 Every finished method is cached as ``OUT/<label>.json``, so a rerun resumes; the table goes to ``OUT/table.md``.
 """
 from __future__ import annotations
@@ -42,17 +44,18 @@ def method_options(items: list[str]) -> dict[str, dict]:
     return options
 
 
-def run_method(method: str, model, calib, datasets, out: Path, options: dict, progress: bool) -> list[ResultRecord]:
-    """Calibrate ``method`` at W8A8 (all layers), evaluate the simulation and the ONNX Runtime model."""
+def run_method(method: str, model, calib, datasets, out: Path, options: dict, progress: bool,
+               scope: str = "all") -> list[ResultRecord]:
+    """Calibrate ``method`` at W8A8 over ``scope``, evaluate the simulation and the ONNX Runtime model."""
     info = model.sr_info
-    fields = dict(w_bits=8, a_bits=8, scope="all", **options)
+    fields = dict(w_bits=8, a_bits=8, scope=scope, **options)
     if not method.startswith("ort-"):
         fields["act_points"] = "runtime"
     config = config_class(method)(**fields)
     start = time.perf_counter()
     qmodel = srquant.quantize(model, config, calib)
     calib_s = time.perf_counter() - start
-    common = dict(model=info.name, method=method, w_bits=8, a_bits=8, scope="all", calib_seconds=calib_s,
+    common = dict(model=info.name, method=method, w_bits=8, a_bits=8, scope=scope, calib_seconds=calib_s,
                   config=config.to_dict(), progress=progress)
     records = []
     if method.startswith("ort-"):
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"])
     p.add_argument("--calib", type=Path, default=SHARED / "data" / "calib" / "SunHays80")
     p.add_argument("--n-calib", type=int, default=32)
+    p.add_argument("--scope", choices=["all", "body"], default="all", help="layers quantized, for every method")
     p.add_argument("--out", type=Path, required=True, help="folder for the ONNX files, cached results and table.md")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -115,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             got = evaluate(model_predictor(model, model.sr_info), datasets, model=model.sr_info.name,
                            progress=not args.quiet)
         else:
-            got = run_method(method, model, calib, datasets, args.out, options.get(method, {}), not args.quiet)
+            got = run_method(method, model, calib, datasets, args.out, options.get(method, {}), not args.quiet,
+                             args.scope)
         write_results(cache, got)
         records += got
         print(f"{method}: done", file=sys.stderr, flush=True)
-    text = f"{args.model} x{args.scale}, W8A8, all layers, runtime points\n\n" + table(records)
+    layers = "all layers" if args.scope == "all" else "body scope (head and tail in float)"
+    text = f"{args.model} x{args.scale}, W8A8, {layers}, runtime points\n\n" + table(records)
     write_text_atomic(args.out / "table.md", text)
     print(text, end="")
     return 0
