@@ -116,6 +116,26 @@ def test_variants_labels_options_bits_and_keys():
         "abpn_x4-fp32-fp-9d7823ae10ce2ee1", "abpn_x4-bicubic-fp-805543ea6de92ec6", "abpn_x4-minmax-w4a4-c069e45b523713b6"]
 
 
+def test_model_options_apply_to_that_model_only_and_keep_other_keys():
+    two = [{"name": "abpn", "scale": 4}, {"name": "espcn", "scale": 3}]
+    base = SweepConfig.from_dict({**SWEEP, "models": two, "options": {"mse": {"grid": 20}},
+                                  "methods": ["mse", {"label": "mse-g10", "method": "mse", "options": {"grid": 10}}]})
+    own = SweepConfig.from_dict({**SWEEP, "options": {"mse": {"grid": 20}},
+                                 "models": [two[0], {**two[1], "options": {"mse": {"grid": 30, "batch_size": 4}}}],
+                                 "methods": ["mse", {"label": "mse-g10", "method": "mse", "options": {"grid": 10}}]})
+    cells = {(c.model.label, c.name, c.w_bits): c for c in expand(own)}
+    # the model's options override the sweep's and the variant's, for every variant of that method
+    assert cells["espcn_x3", "mse", 4].options == {"grid": 30, "batch_size": 4}
+    assert cells["espcn_x3", "mse-g10", 4].options == {"grid": 30, "batch_size": 4}
+    assert cells["abpn_x4", "mse-g10", 4].options == {"grid": 10}
+    before = {c.key() for c in expand(base)}
+    after = {c.key() for c in expand(own)}
+    assert {k for k in before if k.startswith("abpn") or "-fp-" in k} <= after  # other models and references keep keys
+    assert not {k for k in after - before if not k.startswith("espcn_x3-mse")}
+    with pytest.raises(ValueError, match="unknown or sweep-controlled options"):
+        SweepConfig.from_dict({**SWEEP, "models": [{**two[0], "options": {"mse": {"gird": 1}}}]})
+
+
 @pytest.mark.parametrize("methods, match", [
     (["mse", {"label": "mse", "method": "mse", "options": {"grid": 9}}], "labels must be unique"),
     ([{"label": "a b", "method": "mse"}], "bad variant label"),

@@ -19,6 +19,7 @@ class ModelEntry:
     scale: int
     weights: str | None = None  # None: the embedded default
     kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> config fields for this model only
 
     @property
     def label(self) -> str:
@@ -170,6 +171,10 @@ class SweepConfig:
         for scope in {raw.get("scope", "body")} | {v.scope for v in methods if v.scope}:
             if scope not in SCOPES:
                 raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        models = [ModelEntry(**m) for m in raw["models"]]
+        for m in models:
+            for method, fields in m.options.items():
+                _check_options(method, fields)
         datasets = list(raw.get("datasets", []))
         crop = None
         if raw.get("crop"):
@@ -179,7 +184,7 @@ class SweepConfig:
                 raise ValueError(f"crop needs a dataset among {names} and box [top, left, height, width], got {raw['crop']}")
         return cls(
             name=raw.get("name", default_name),
-            models=[ModelEntry(**m) for m in raw["models"]],
+            models=models,
             methods=methods,
             bits=_parse_bits(raw["bits"]),
             datasets=datasets,
@@ -216,6 +221,7 @@ class Cell:
     def key(self) -> str:
         """Stable identity of the cell's inputs (the cache file name)."""
         fields = asdict(self)
+        del fields["model"]["options"]  # already merged into the cell's options
         for later in ("label", "crop"):  # fields added after the first release: unset ones keep older keys valid
             if fields[later] is None:
                 del fields[later]
@@ -234,6 +240,7 @@ def expand(sweep: SweepConfig) -> list[Cell]:
         cells += [Cell(model, ref, None, None, scope=sweep.scope, options={}, **common) for ref in refs]
         for v in sweep.methods:
             label = None if v.label == v.method else v.label
+            options = {**v.options, **model.options.get(v.method, {})}
             for w, a in v.bits or sweep.bits:
-                cells.append(Cell(model, v.method, w, a, scope=v.scope or sweep.scope, options=dict(v.options), label=label, **common))
+                cells.append(Cell(model, v.method, w, a, scope=v.scope or sweep.scope, options=options, label=label, **common))
     return cells
