@@ -1,9 +1,11 @@
 """Margins of some methods over the best of a set of baselines, per model and bit width, from a sweep's results.
 
-    python benchmarks/compare.py runs/bench/dfsq/results.json --methods dfsq,dfsq-mse-w --against minmax,brecq,qdrop
+    python benchmarks/compare.py runs/bench/dfsq/results.json [MORE.json ...] --methods dfsq,dfsq-mse-w \
+        --against minmax,brecq,qdrop
 
 For each model and bit width: each method's Set5 PSNR against FP32 and its average over the sweep's datasets, then
-the best average among ``--against`` and each method's margin over it. Cells missing from the results print "-".
+the best average among ``--against`` and each method's margin over it. Cells missing from the results print "-";
+with several files (runs of parts of one sweep), a later file's record replaces an earlier one's.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from srquant.results import read_results
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", help="a sweep's results.json")
+    parser.add_argument("results", nargs="+", help="a sweep's results.json (or several)")
     parser.add_argument("--methods", required=True, help="comma list of method labels to compare")
     parser.add_argument("--against", required=True, help="comma list of baseline method labels")
     parser.add_argument("--reference", default="Set5", help="dataset for the loss against FP32")
@@ -23,7 +25,7 @@ def main() -> None:
     methods, against = args.methods.split(","), args.against.split(",")
 
     psnr: dict[tuple, dict[str, float]] = defaultdict(dict)  # (model, method, bits) -> dataset -> PSNR
-    for r in read_results(args.results):
+    for r in (r for path in args.results for r in read_results(path)):
         bits = "fp" if r.w_bits is None else f"W{r.w_bits}A{r.a_bits}"
         psnr[r.model, r.method, bits][r.dataset] = r.psnr_y
 

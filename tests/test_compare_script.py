@@ -25,3 +25,10 @@ def test_compare_prints_margins_over_best_baseline(tmp_path):
     row = next(line for line in out.splitlines() if "W4A4" in line)
     # new: Set5 31.0 (-1.0 vs FP32), average 29.0; best baseline base2 at 29.5; margin -0.5; missing method: "-"
     assert row == "| net_x4 | W4A4 | 31.000 (-1.000) | 29.000 | - | - | 29.500 (base2) | -0.500 | - |"
+    # a second file (another part of the sweep) adds the missing method's cells
+    write_results(tmp_path / "more.json", [_record("missing", 4, "Set5", 32.0), _record("missing", 4, "Set14", 28.0)])
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "results.json"), str(tmp_path / "more.json"),
+                          "--methods", "new,missing", "--against", "base1,base2"],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if "W4A4" in line)
+    assert row.endswith("| 32.000 (+0.000) | 30.000 | 29.500 (base2) | -0.500 | +0.500 |")
