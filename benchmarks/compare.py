@@ -42,7 +42,7 @@ def main() -> None:
     for model in models:
         fp = psnr.get((model, "fp32", "fp"), {}).get(args.reference)
         for bits in widths:
-            base = [(avg(model, b, bits), b) for b in against if avg(model, b, bits) is not None]
+            base = [(a, b) for a, b in ((avg(model, b, bits), b) for b in against) if a is not None]
             best = max(base) if base else None
             cells, margins = [], []
             for m in methods:
