@@ -26,12 +26,11 @@ from torch import nn
 
 from ..quant.layers import QuantLayer
 from ..quant.model import quant_layers, run_batches, set_mode
-from ..quant.observers import mse_range_weights
-from ..quant.primitives import amin_amax
 from ..quant.subset import (
     SortedRows, SubsetQuantizer, WORD_SETS, normalize, select_exhaustive, select_kmeans, select_optimal, universal_set,
 )
 from .base import QuantConfig, register_method
+from .uniform import minmax_weights, mse_weights
 
 PAPER_SETTINGS = dict(universal_set="paper107", restarts=3, pin_zero=False, restart_criterion="sse")
 
@@ -180,10 +179,9 @@ def _activation_bytes(qmodel: nn.Module, sample: torch.Tensor) -> dict[str, int]
 def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> None:
     install_subset_quantizers(qmodel, config)
     layers = list(quant_layers(qmodel))
+    weight_range = mse_weights if config.weight_range == "mse" else minmax_weights
     for _, layer in layers:  # per-filter asymmetric min/max (or squared-error clipping)
-        w, q = layer.weight.detach(), layer.weight_quant
-        q.set_range(*(mse_range_weights(w, q.axis, q.bits, q.symmetric) if config.weight_range == "mse"
-                      else amin_amax(w, q.axis)))
+        layer.weight_quant.set_range(*weight_range(layer.weight.detach(), layer.weight_quant))
     set_mode(qmodel, "off")
     universal = config.universal()
     sizes = _activation_bytes(qmodel, calib[:1])
