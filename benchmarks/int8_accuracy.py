@@ -44,9 +44,15 @@ def method_options(items: list[str]) -> dict[str, dict]:
     return options
 
 
+def method_label(method: str, options: dict) -> str:
+    """The method's name with its options, e.g. ``brecq[init=minmax]``: the table row and cache name."""
+    return method + ("[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]" if options else "")
+
+
 def run_method(method: str, model, calib, datasets, out: Path, options: dict, progress: bool,
                scope: str = "all") -> list[ResultRecord]:
     """Calibrate ``method`` at W8A8 over ``scope``, evaluate the simulation and the ONNX Runtime model."""
+    label = method_label(method, options)
     info = model.sr_info
     fields = dict(w_bits=8, a_bits=8, scope=scope, **options)
     if not method.startswith("ort-"):
@@ -55,14 +61,14 @@ def run_method(method: str, model, calib, datasets, out: Path, options: dict, pr
     start = time.perf_counter()
     qmodel = srquant.quantize(model, config, calib)
     calib_s = time.perf_counter() - start
-    common = dict(model=info.name, method=method, w_bits=8, a_bits=8, scope=scope, calib_seconds=calib_s,
+    common = dict(model=info.name, method=label, w_bits=8, a_bits=8, scope=scope, calib_seconds=calib_s,
                   config=config.to_dict(), progress=progress)
     records = []
     if method.startswith("ort-"):
         runtime = qmodel
     else:
         records += evaluate(model_predictor(qmodel, info), datasets, backend="torch", **common)
-        runtime = OrtRunner(export_onnx(qmodel, out / f"{info.name}_x{info.scale}_{method}.onnx"))
+        runtime = OrtRunner(export_onnx(qmodel, out / f"{info.name}_x{info.scale}_{label}.onnx"))
     records += evaluate(model_predictor(runtime, info), datasets, backend="onnxruntime", **common)
     return records
 
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     records: list[ResultRecord] = []
     for method in methods:
-        cache = args.out / f"{method}.json"
+        cache = args.out / f"{method_label(method, options.get(method, {}))}.json"
         if cache.exists():
             records += read_results(cache)
             continue
