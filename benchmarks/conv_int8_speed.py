@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from srquant.export.runtime import session_options
+from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS, session_options
 
 
 def conv_models(channels: int, kernel: int, seed: int = 0) -> tuple[onnx.ModelProto, onnx.ModelProto]:
@@ -56,17 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--optimization", default=DEFAULT_OPT, choices=sorted(OPT_LEVELS),
+                   help="ONNX Runtime graph optimization level")
     args = p.parse_args(argv)
 
     print(f"{args.kernel}x{args.kernel} conv C -> C on 1 x C x {args.size} x {args.size}, {args.threads} threads, "
-          f"ONNX Runtime {ort.__version__}, medians of {args.repeats} interleaved runs")
+          f"ONNX Runtime {ort.__version__} ({args.optimization}), medians of {args.repeats} interleaved runs")
     print("\n| C | FP32 Conv ms | INT8 QLinearConv ms | INT8 speed-up |\n|---:|---:|---:|---:|")
     rng = np.random.default_rng(1)
     for channels in (int(c) for c in args.channels.split(",")):
         fp_model, q_model = conv_models(channels, args.kernel)
         x = rng.random((1, channels, args.size, args.size), dtype=np.float32)
         inputs = {"fp": {"x": x}, "int8": {"x": (x * 100 + 78).astype(np.uint8)}}
-        sessions = {name: ort.InferenceSession(model.SerializeToString(), session_options(args.threads, "extended"),
+        sessions = {name: ort.InferenceSession(model.SerializeToString(), session_options(args.threads, args.optimization),
                                                providers=["CPUExecutionProvider"])
                     for name, model in (("fp", fp_model), ("int8", q_model))}
         times: dict[str, list[float]] = {name: [] for name in sessions}

@@ -26,6 +26,7 @@ import srquant
 from srquant.data import BenchmarkFolder
 from srquant.evaluate import calibration_batch, evaluate, model_predictor
 from srquant.export import OrtRunner, export_onnx
+from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS
 from srquant.methods import config_class
 from srquant.results import ResultRecord, read_results, write_results, write_text_atomic
 
@@ -50,12 +51,14 @@ def method_label(method: str, options: dict) -> str:
 
 
 def run_method(method: str, model, calib, datasets, out: Path, options: dict, progress: bool,
-               scope: str = "all") -> list[ResultRecord]:
+               scope: str = "all", optimization: str = DEFAULT_OPT) -> list[ResultRecord]:
     """Calibrate ``method`` at W8A8 over ``scope``, evaluate the simulation and the ONNX Runtime model."""
     label = method_label(method, options)
     info = model.sr_info
     fields = dict(w_bits=8, a_bits=8, scope=scope, **options)
-    if not method.startswith("ort-"):
+    if method.startswith("ort-"):
+        fields["optimization"] = optimization
+    else:
         fields["act_points"] = "runtime"
     config = config_class(method)(**fields)
     start = time.perf_counter()
@@ -68,7 +71,7 @@ def run_method(method: str, model, calib, datasets, out: Path, options: dict, pr
         runtime = qmodel
     else:
         records += evaluate(model_predictor(qmodel, info), datasets, backend="torch", **common)
-        runtime = OrtRunner(export_onnx(qmodel, out / f"{info.name}_x{info.scale}_{label}.onnx"))
+        runtime = OrtRunner(export_onnx(qmodel, out / f"{info.name}_x{info.scale}_{label}.onnx"), optimization=optimization)
     records += evaluate(model_predictor(runtime, info), datasets, backend="onnxruntime", **common)
     return records
 
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", type=Path, default=SHARED / "data" / "calib" / "SunHays80")
     p.add_argument("--n-calib", type=int, default=32)
     p.add_argument("--scope", choices=["all", "body"], default="all", help="layers quantized, for every method")
+    p.add_argument("--optimization", default=DEFAULT_OPT, choices=sorted(OPT_LEVELS),
+                   help="ONNX Runtime graph optimization level of every ONNX Runtime evaluation")
     p.add_argument("--out", type=Path, required=True, help="folder for the ONNX files, cached results and table.md")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -126,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
                            progress=not args.quiet)
         else:
             got = run_method(method, model, calib, datasets, args.out, options.get(method, {}), not args.quiet,
-                             args.scope)
+                             args.scope, args.optimization)
         write_results(cache, got)
         records += got
         print(f"{method}: done", file=sys.stderr, flush=True)
     layers = "all layers" if args.scope == "all" else "body scope (head and tail in float)"
-    text = f"{args.model} x{args.scale}, W8A8, {layers}, runtime points\n\n" + table(records)
+    text = f"{args.model} x{args.scale}, W8A8, {layers}, runtime points, ONNX Runtime {args.optimization}\n\n" + table(records)
     write_text_atomic(args.out / "table.md", text)
     print(text, end="")
     return 0

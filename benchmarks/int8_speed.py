@@ -8,7 +8,9 @@ models like PAN see natural statistics), the same for every backend; each backen
 --repeats timed runs are interleaved across backends (one run of each in turn) so that load changes on a shared
 machine hit all of them alike; medians are reported. The INT8 model is srquant's runtime-point simulation
 (``act_points="runtime"``, all layers, --method) exported to ONNX QDQ; ``--ort-baseline`` adds ONNX Runtime's own
-quantize_static (ort-minmax) for comparison. After the timings: which ops ONNX Runtime runs after graph
+quantize_static (ort-minmax) for comparison. ``--optimization extended,all`` times every ONNX Runtime model at each
+graph optimization level in the same run; the INT8 ratios are taken against the fastest FP32 ONNX Runtime level, so
+a level that helps FP32 more than INT8 cannot flatter the INT8 figure. After the timings: which ops ONNX Runtime runs after graph
 optimization, which stay float and their share of kernel time.
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ from srquant.data.images import list_images, read_image
 from srquant.data.imresize import imresize
 from srquant.evaluate import prepare_input
 from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
+from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS
 from srquant.methods import OrtMinMaxConfig, config_class
 from srquant.methods.ort import cpu_has_vnni
 from srquant.results import write_text_atomic
@@ -51,6 +54,11 @@ def lr_input(info, size: int, folder: Path | None, seed: int = 0) -> torch.Tenso
     x = torch.nn.functional.interpolate(torch.rand(1, 3, size // 8, size // 8, generator=g), size=(size, size),
                                         mode="bilinear", align_corners=False)
     return x * info.input_range
+
+
+def tag(name: str, level: str, levels: list[str]) -> str:
+    """A backend's row name, with its optimization level when several are timed."""
+    return f"{name} [{level}]" if len(levels) > 1 else name
 
 
 def timeit(backends: dict, x: torch.Tensor, repeats: int, warmup: int) -> dict[str, list[float]]:
@@ -76,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--optimization", default="extended", choices=["basic", "extended", "all"])
+    p.add_argument("--optimization", default=DEFAULT_OPT,
+                   help="ONNX Runtime graph optimization level(s), comma list of basic, extended, all")
     p.add_argument("--method", default="minmax", help="srquant calibration method of the INT8 model")
     p.add_argument("--w-bits", type=int, nargs="+", default=None,
                    help="weight bits of the INT8 models (default: 8, plus 7 on CPUs without VNNI, where 8-bit codes "
@@ -87,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="keep the ONNX files here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
+    levels = [lvl for lvl in args.optimization.split(",") if lvl]
+    if not levels or any(lvl not in OPT_LEVELS for lvl in levels):
+        p.error(f"--optimization takes levels from {sorted(OPT_LEVELS)}, got {args.optimization!r}")
 
     torch.set_num_threads(args.threads)
     vnni = cpu_has_vnni()
@@ -109,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out
         out.mkdir(parents=True, exist_ok=True)
     fp_path = export_float_onnx(model, out / f"{args.model}_x{args.scale}_fp32.onnx")
-    backends = {"torch fp32": model, "ort fp32": OrtRunner(fp_path, args.threads, args.optimization)}
+    backends = {"torch fp32": model}
+    backends.update({tag("ort fp32", lvl, levels): OrtRunner(fp_path, args.threads, lvl) for lvl in levels})
     qmodels, int8_paths, calib_s = {}, {}, {}
     for w_bits in w_bits_list:
         config = config_class(args.method)(w_bits=w_bits, a_bits=8, scope="all", act_points="runtime")
@@ -117,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         qmodels[w_bits] = srquant.quantize(model, config, calib)
         calib_s[w_bits] = time.perf_counter() - start
         int8_paths[w_bits] = export_onnx(qmodels[w_bits], out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8.onnx")
-        backends[f"ort int8 W{w_bits}A8 (srquant)"] = OrtRunner(int8_paths[w_bits], args.threads, args.optimization)
+        for lvl in levels:
+            backends[tag(f"ort int8 W{w_bits}A8 (srquant)", lvl, levels)] = OrtRunner(int8_paths[w_bits], args.threads, lvl)
+    ort_q = None
     if args.ort_baseline:
-        ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads,
-                                                        optimization=args.optimization), calib)
-        backends["ort int8 (quantize_static)"] = ort_q
+        ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads, optimization=levels[0]), calib)
+        for lvl in levels:
+            backends[tag("ort int8 (quantize_static)", lvl, levels)] = OrtRunner(ort_q.onnx_path, args.threads, lvl)
 
     rng = info.input_range
 
@@ -129,32 +144,33 @@ def main(argv: list[str] | None = None) -> int:
         mse = float(((a.clamp(0, rng) - b.clamp(0, rng)) / rng).pow(2).mean())
         return 10 * np.log10(1 / mse) if mse > 0 else float("inf")
 
-    print(f"{args.model} x{args.scale}, LR {args.size}x{args.size}, {args.threads} threads, ORT {args.optimization}, "
+    print(f"{args.model} x{args.scale}, LR {args.size}x{args.size}, {args.threads} threads, ORT {', '.join(levels)}, "
           f"CPU VNNI: {vnni}; INT8 = srquant {args.method} runtime points, all layers")
     with torch.no_grad():
         ref = model(x)
         for w_bits, qmodel in qmodels.items():
-            sim, real = qmodel(x), backends[f"ort int8 W{w_bits}A8 (srquant)"](x)
+            sim, real = qmodel(x), backends[tag(f"ort int8 W{w_bits}A8 (srquant)", levels[-1], levels)](x)
             print(f"W{w_bits}A8 (calibrated in {calib_s[w_bits]:.1f} s): output PSNR vs FP32 on this input: simulation "
                   f"{psnr(sim, ref):.2f} dB, ONNX Runtime INT8 {psnr(real, ref):.2f} dB; sim vs ORT max |diff| "
                   f"{float((sim - real).abs().max()):.4g}")
     times = timeit(backends, x, args.repeats, args.warmup)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\n| backend | median s (of {args.repeats}) | vs torch fp32 | vs ort fp32 |\n|---|---:|---:|---:|")
+    best_fp = min((k for k in med if k.startswith("ort fp32")), key=med.get)
+    print(f"\n| backend | median s (of {args.repeats}) | vs torch fp32 | vs {best_fp} (fastest) |\n|---|---:|---:|---:|")
     for name, t in med.items():
-        print(f"| {name} | {t:.4f} | {med['torch fp32'] / t:.2f}x | {med['ort fp32'] / t:.2f}x |")
+        print(f"| {name} | {t:.4f} | {med['torch fp32'] / t:.2f}x | {med[best_fp] / t:.2f}x |")
 
     result = {"model": args.model, "scale": args.scale, "size": args.size, "threads": args.threads,
-              "optimization": args.optimization, "cpu_vnni": vnni, "method": args.method,
+              "optimization": levels, "cpu_vnni": vnni, "method": args.method,
               "median_s": med, "times_s": times, "int8_ops": {}}
+    lvl = levels[-1]
     for w_bits, path in int8_paths.items():
-        report = op_report(path, x, threads=args.threads, optimization=args.optimization, runs=2)
+        report = op_report(path, x, threads=args.threads, optimization=lvl, runs=2)
         print(f"\nW{w_bits}A8:")
         print(report.format())
         result["int8_ops"][f"W{w_bits}A8"] = report.to_dict()
-    if args.ort_baseline:
-        base = op_report(backends["ort int8 (quantize_static)"].onnx_path, x, threads=args.threads,
-                         optimization=args.optimization, runs=2)
+    if ort_q is not None:
+        base = op_report(ort_q.onnx_path, x, threads=args.threads, optimization=lvl, runs=2)
         print("\nONNX Runtime quantize_static model:")
         print(base.format())
         result["ort_baseline_ops"] = base.to_dict()

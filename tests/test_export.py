@@ -226,3 +226,24 @@ def test_dead_activation_keeps_conv_bias_int32(tmp_path):
     fused = OrtRunner(path, threads=1, optimization="basic")(x)
     assert torch.equal(plain, fused)
     assert (OrtRunner(path, threads=1)(x) - sim).abs().mean() < 0.02 * sim.abs().mean()
+
+
+def test_narrow_convs_padded_to_16_filters_give_the_same_outputs(tmp_path):
+    _, qmodel = _quantize("pan")  # nf=16, unf=8: the upsampler convs and the 8 -> 3 output conv are narrow
+    padded = export_onnx(qmodel, tmp_path / "padded.onnx")
+    plain = export_onnx(qmodel, tmp_path / "plain.onnx", pad_out_channels=0)
+    def conv_widths(path):
+        graph = onnx.load(str(path)).graph
+        inits = {t.name: t for t in graph.initializer}
+        producers = {o: n for n in graph.node for o in n.output}
+        return [inits[producers[n.input[1]].input[0]].dims[0] for n in graph.node if n.op_type == "Conv"], graph
+
+    before, _ = conv_widths(plain)
+    after, graph = conv_widths(padded)
+    assert sorted(after) == sorted(max(w, 16) for w in before) and min(before) < 16
+    assert Counter(n.op_type for n in graph.node)["Slice"] == sum(w < 16 for w in before)
+    x = _calib(2, 32)
+    assert torch.equal(OrtRunner(padded, threads=1)(x), OrtRunner(plain, threads=1)(x))
+    assert Counter(n.op_type for n in optimized_graph(padded).graph.node)["QLinearConv"] == len(before)
+    with pytest.raises(ValueError, match="pad_out_channels"):
+        export_onnx(qmodel, tmp_path / "bad.onnx", pad_out_channels=-1)

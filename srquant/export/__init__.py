@@ -1,6 +1,6 @@
 """Real INT8: ONNX QDQ export of srquant models and ONNX Runtime sessions / op reports."""
 from .onnx_qdq import ExportError, clean_qdq, export_float_onnx, export_onnx
-from .runtime import OpReport, OrtRunner, op_report, optimized_graph, session_options
+from .runtime import DEFAULT_OPT, OPT_LEVELS, OpReport, OrtRunner, op_report, optimized_graph, session_options
 
 __all__ = [
     "ExportError", "OpReport", "OrtRunner", "clean_qdq", "export_float_onnx", "export_onnx", "op_report",
@@ -32,7 +32,7 @@ def add_export_commands(subparsers) -> None:
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--input-range", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--optimization", default="extended", choices=["basic", "extended", "all"])
+    p.add_argument("--optimization", default=DEFAULT_OPT, choices=sorted(OPT_LEVELS))
     p.add_argument("--runs", type=int, default=3)
     p.set_defaults(func=_cmd_ort_report)
 

@@ -18,6 +18,10 @@ A clean-up pass on the ONNX graph then:
   the float bias, a difference below ``s_input * s_weight / 2`` per output); an input activation with an almost
   empty calibration range (a dead ReLU: scale ~ 1e-8 / 255) first gets the coarser scale its convs' biases need to
   fit int32 (see ``_Graph.widen_degenerate_inputs``; a float bias would be converted by ONNX Runtime, and overflow);
+* gives each conv with fewer than ``pad_out_channels`` (16) output filters zero filters up to that count and a
+  ``Slice`` back to its real channels after its output QuantizeLinear (see ``_Graph.pad_narrow_convs``): ONNX
+  Runtime's fast symmetric integer conv kernels on x86 need at least 16 output channels, and a narrow conv (PAN's
+  24 -> 3 output conv at the HR size) otherwise runs a generic GEMM at a third of the speed;
 * removes unused initializers and stores srquant metadata (config, scale, input range) in ``metadata_props``.
 
 Only 8-bit activations can be exported (ONNX Runtime has no integer kernels below 8 bits); weights may use
@@ -363,6 +367,61 @@ class _Graph:
             self.toposort()
         return done
 
+    def pad_narrow_convs(self, pad_to: int) -> list[str]:
+        """Zero filters up to ``pad_to`` output channels on each narrow integer conv, sliced off after its output Q.
+
+        Applies to a ``DQ(x) -> Conv -> Q`` whose weight (and int32 bias, if any) are per-channel DequantizeLinear
+        of initializers read by this conv alone, with one group and input channels a multiple of 4 (otherwise ONNX Runtime's fast kernel is
+        out of reach anyway). The real channels are computed as before: the padded filters are all-zero codes
+        with the last real filter's scale, and ``Slice`` drops their outputs before anything reads them.
+        Returns the names of the padded convs.
+        """
+        producers = self.producers()
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        graph_outputs = {o.name for o in self.graph.output}
+        padded, slices = [], []
+        for conv in list(self.graph.node):
+            if conv.op_type != "Conv" or next((a.i for a in conv.attribute if a.name == "group"), 1) != 1:
+                continue
+            dqs = [producers.get(name) for name in conv.input[1:] if name]  # weight, then the int32 bias if any
+            readers = consumers.get(conv.output[0], [])
+            if (any(dq is None or dq.op_type != "DequantizeLinear" or len(consumers[dq.output[0]]) != 1 for dq in dqs)
+                    or len(readers) != 1 or readers[0].op_type != "QuantizeLinear"
+                    or conv.output[0] in graph_outputs or readers[0].output[0] in graph_outputs):
+                continue
+            arrays = [[self.const(name) for name in dq.input[:3]] for dq in dqs]
+            if any(a is None for values in arrays for a in values):
+                continue
+            out_ch, in_ch = arrays[0][0].shape[:2]
+            if out_ch >= pad_to or in_ch % 4 or any(values[1].size != out_ch for values in arrays):
+                continue
+            extra = pad_to - out_ch
+            for dq, (codes, scale, zero) in zip(dqs, arrays):
+                names = [f"{name}_padded{pad_to}" for name in dq.input[:3]]
+                self.inits[names[0]] = np.concatenate([codes, np.zeros((extra, *codes.shape[1:]), codes.dtype)])
+                self.inits[names[1]] = np.concatenate([scale, np.full(extra, scale[-1], scale.dtype)])
+                self.inits[names[2]] = np.concatenate([zero, np.zeros(extra, zero.dtype)])
+                dq.input[0], dq.input[1], dq.input[2] = names
+            q = readers[0]
+            sliced = f"{q.output[0]}_first{out_ch}"
+            self.rename_input(q.output[0], sliced)
+            for name, value in (("starts", 0), ("ends", out_ch), ("axes", 1)):
+                self.inits[f"{sliced}_{name}"] = np.array([value], np.int64)
+            slices.append(helper.make_node("Slice", [q.output[0], f"{sliced}_starts", f"{sliced}_ends", f"{sliced}_axes"],
+                                           [sliced], name=f"{conv.name}_unpad_Slice"))
+            stale = {conv.output[0], q.output[0]}
+            kept = [v for v in self.graph.value_info if v.name not in stale]
+            del self.graph.value_info[:]
+            self.graph.value_info.extend(kept)
+            padded.append(conv.name)
+        if slices:
+            self._set_nodes(list(self.graph.node) + slices)
+            self.toposort()
+        return padded
+
     def toposort(self) -> None:
         available = set(self.inits) | {i.name for i in self.graph.input} | {""}
         pending, ordered = list(self.graph.node), []
@@ -396,7 +455,7 @@ class _Graph:
         return self.model
 
 
-def clean_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+def clean_qdq(model: onnx.ModelProto, pad_out_channels: int = 16) -> onnx.ModelProto:
     """The clean-up pass described in the module docstring (in place; returns the model)."""
     g = _Graph(model)
     g.constants_to_initializers()
@@ -409,6 +468,8 @@ def clean_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
                       "a coarser scale in the export so that the int32 biases of the convs reading them fit",
                       stacklevel=3)
     g.quantize_biases()
+    if pad_out_channels:
+        g.pad_narrow_convs(pad_out_channels)
     g.prune()
     g.toposort()
     return g.finish()
@@ -470,13 +531,16 @@ def export_float_onnx(model: nn.Module, path: str | Path, *, example: torch.Tens
 
 def export_onnx(qmodel: nn.Module, path: str | Path, *, example: torch.Tensor | None = None,
                 opset: int = DEFAULT_OPSET, dynamic: bool = True, check: bool = True,
-                weight_storage: str = "auto") -> Path:
+                weight_storage: str = "auto", pad_out_channels: int = 16) -> Path:
     """Write the calibrated srquant model ``qmodel`` as an ONNX QDQ model (input ``lr``, output ``sr``).
 
     For an all-integer graph quantize with ``act_points="runtime"``; a model with layer-input quantizers only
     exports too, but ONNX Runtime then keeps every conv whose output is not quantized in float (a warning says so).
     ``weight_storage`` (auto | int8 | uint8) picks the weight code type, see :func:`_resolve_storage`.
+    ``pad_out_channels`` pads narrower convs with zero filters for ONNX Runtime's fast kernels (0: off).
     """
+    if pad_out_channels < 0:
+        raise ValueError(f"pad_out_channels must be >= 0, got {pad_out_channels}")
     if not any(True for _ in quant_layers(qmodel)):
         raise ExportError("the model has no quantized layers (use export_float_onnx for a float model)")
     if not has_points(qmodel):
@@ -484,7 +548,7 @@ def export_onnx(qmodel: nn.Module, path: str | Path, *, example: torch.Tensor | 
                       "quantized, so ONNX Runtime cannot fuse convs into QLinearConv; quantize with "
                       "act_points='runtime' for real INT8", stacklevel=2)
     model = _export_copy(qmodel, weight_storage)
-    onnx_model = clean_qdq(_trace_to_onnx(model, _example(qmodel, example), opset, dynamic))
+    onnx_model = clean_qdq(_trace_to_onnx(model, _example(qmodel, example), opset, dynamic), pad_out_channels)
     _metadata(onnx_model, qmodel, "int8-qdq")
     if check:
         onnx.checker.check_model(onnx_model)

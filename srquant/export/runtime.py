@@ -25,7 +25,7 @@ OPT_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-DEFAULT_OPT = "extended"
+DEFAULT_OPT = "all"
 CONVERSIONS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 SHAPE_ONLY = {"Shape", "Size"}  # read a tensor's shape, not its values
 FLOAT_TYPES = {"float", "double", "float16", "bfloat16"}

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..export.runtime import DEFAULT_OPT
 from ..quant.model import quant_layers
 from .base import QuantConfig, register_method
 
@@ -60,7 +61,7 @@ class OrtStaticConfig(QuantConfig):
     reduce_range: bool | None = None  # None: True on CPUs without VNNI (see the module docstring)
     opset: int = 17
     threads: int = 2  # ONNX Runtime intra-op threads of the returned model
-    optimization: str = "extended"  # session graph optimization level
+    optimization: str = DEFAULT_OPT  # session graph optimization level
     workdir: str = ""  # where the ONNX files go (default: a temporary folder removed with the model)
 
     def __post_init__(self) -> None:
