@@ -8,7 +8,8 @@ models like PAN see natural statistics), the same for every backend; each backen
 --repeats timed runs are interleaved across backends (one run of each in turn) so that load changes on a shared
 machine hit all of them alike; medians are reported. The INT8 model is srquant's runtime-point simulation
 (``act_points="runtime"``, all layers, --method) exported to ONNX QDQ; ``--ort-baseline`` adds ONNX Runtime's own
-quantize_static (ort-minmax) for comparison. ``--optimization extended,all`` times every ONNX Runtime model at each
+quantize_static (ort-minmax) for comparison; ``--unpadded`` the same export without padding narrow convs (see
+:func:`srquant.export.export_onnx`). ``--optimization extended,all`` times every ONNX Runtime model at each
 graph optimization level in the same run; the INT8 ratios are taken against the fastest FP32 ONNX Runtime level, so
 a level that helps FP32 more than INT8 cannot flatter the INT8 figure. After the timings: which ops ONNX Runtime runs after graph
 optimization, which stay float and their share of kernel time.
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", type=Path, default=SHARED / "data" / "calib" / "SunHays80")
     p.add_argument("--n-calib", type=int, default=32)
     p.add_argument("--ort-baseline", action="store_true", help="also time ONNX Runtime's quantize_static (ort-minmax)")
+    p.add_argument("--unpadded", action="store_true",
+                   help="also time the export without padding narrow convs to 16 filters (pad_out_channels=0)")
     p.add_argument("--out", type=Path, help="keep the ONNX files here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
@@ -132,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         int8_paths[w_bits] = export_onnx(qmodels[w_bits], out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8.onnx")
         for lvl in levels:
             backends[tag(f"ort int8 W{w_bits}A8 (srquant)", lvl, levels)] = OrtRunner(int8_paths[w_bits], args.threads, lvl)
+        if args.unpadded:
+            plain = export_onnx(qmodels[w_bits], out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8_unpadded.onnx",
+                                pad_out_channels=0)
+            for lvl in levels:
+                backends[tag(f"ort int8 W{w_bits}A8 (srquant, unpadded)", lvl, levels)] = OrtRunner(plain, args.threads, lvl)
     ort_q = None
     if args.ort_baseline:
         ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads, optimization=levels[0]), calib)
