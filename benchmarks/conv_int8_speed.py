@@ -2,9 +2,10 @@
 
     python benchmarks/conv_int8_speed.py --channels 20,24,40,50,64 --kernel 3 --size 256
 
-Answers whether integer convolution gains less on narrow layers (PAN has 20-40 channels, IMDN 64): for each width
-C, a C -> C convolution on a 1 x C x size x size input, FP32 and INT8 (uint8 activations, int8 per-channel weights,
-the layout srquant exports), --repeats interleaved runs after --warmup, medians and the INT8 speed-up.
+For each width C, a C -> C convolution on a 1 x C x size x size input, FP32 and INT8 (uint8 activations, int8
+per-channel weights, the layout srquant exports), --repeats interleaved runs after --warmup, medians and the INT8
+speed-up. On the development machine one width's INT8 time varies by up to 2.8x from one run of the script to the
+next (docs/int8.md, Speed): repeat it before reading anything into one width.
 """
 from __future__ import annotations
 
