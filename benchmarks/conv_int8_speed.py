@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         fp_model, q_model = conv_models(channels, args.kernel)
         x = rng.random((1, channels, args.size, args.size), dtype=np.float32)
         inputs = {"fp": {"x": x}, "int8": {"x": (x * 100 + 78).astype(np.uint8)}}
-        sessions = {name: ort.InferenceSession(model.SerializeToString(), session_options(args.threads, args.optimization),
+        options = session_options(args.threads, args.optimization)
+        sessions = {name: ort.InferenceSession(model.SerializeToString(), options,
                                                providers=["CPUExecutionProvider"])
                     for name, model in (("fp", fp_model), ("int8", q_model))}
         times: dict[str, list[float]] = {name: [] for name in sessions}

@@ -71,7 +71,8 @@ def run_method(method: str, model, calib, datasets, out: Path, options: dict, pr
         runtime = qmodel
     else:
         records += evaluate(model_predictor(qmodel, info), datasets, backend="torch", **common)
-        runtime = OrtRunner(export_onnx(qmodel, out / f"{info.name}_x{info.scale}_{label}.onnx"), optimization=optimization)
+        onnx_path = export_onnx(qmodel, out / f"{info.name}_x{info.scale}_{label}.onnx")
+        runtime = OrtRunner(onnx_path, optimization=optimization)
     records += evaluate(model_predictor(runtime, info), datasets, backend="onnxruntime", **common)
     return records
 
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         records += got
         print(f"{method}: done", file=sys.stderr, flush=True)
     layers = "all layers" if args.scope == "all" else "body scope (head and tail in float)"
-    text = f"{args.model} x{args.scale}, W8A8, {layers}, runtime points, ONNX Runtime {args.optimization}\n\n" + table(records)
+    head = f"{args.model} x{args.scale}, W8A8, {layers}, runtime points, ONNX Runtime {args.optimization}"
+    text = head + "\n\n" + table(records)
     write_text_atomic(args.out / "table.md", text)
     print(text, end="")
     return 0

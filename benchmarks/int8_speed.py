@@ -11,8 +11,8 @@ machine hit all of them alike; medians are reported. The INT8 model is srquant's
 quantize_static (ort-minmax) for comparison; ``--unpadded`` the same export without padding narrow convs (see
 :func:`srquant.export.export_onnx`). ``--optimization extended,all`` times every ONNX Runtime model at each
 graph optimization level in the same run; the INT8 ratios are taken against the fastest FP32 ONNX Runtime level, so
-a level that helps FP32 more than INT8 cannot flatter the INT8 figure. After the timings: which ops ONNX Runtime runs after graph
-optimization, which stay float and their share of kernel time.
+a level that helps FP32 more than INT8 cannot flatter the INT8 figure. After the timings: which ops ONNX Runtime
+runs after graph optimization (at the last level given), which stay float and their share of kernel time.
 """
 from __future__ import annotations
 
@@ -132,17 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         qmodels[w_bits] = srquant.quantize(model, config, calib)
         calib_s[w_bits] = time.perf_counter() - start
-        int8_paths[w_bits] = export_onnx(qmodels[w_bits], out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8.onnx")
-        for lvl in levels:
-            backends[tag(f"ort int8 W{w_bits}A8 (srquant)", lvl, levels)] = OrtRunner(int8_paths[w_bits], args.threads, lvl)
+        stem = out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8"
+        int8_paths[w_bits] = export_onnx(qmodels[w_bits], f"{stem}.onnx")
+        variants = {"srquant": int8_paths[w_bits]}
         if args.unpadded:
-            plain = export_onnx(qmodels[w_bits], out / f"{args.model}_x{args.scale}_int8_{args.method}_w{w_bits}a8_unpadded.onnx",
-                                pad_out_channels=0)
+            variants["srquant, unpadded"] = export_onnx(qmodels[w_bits], f"{stem}_unpadded.onnx", pad_out_channels=0)
+        for label, path in variants.items():
             for lvl in levels:
-                backends[tag(f"ort int8 W{w_bits}A8 (srquant, unpadded)", lvl, levels)] = OrtRunner(plain, args.threads, lvl)
+                backends[tag(f"ort int8 W{w_bits}A8 ({label})", lvl, levels)] = OrtRunner(path, args.threads, lvl)
     ort_q = None
     if args.ort_baseline:
-        ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads, optimization=levels[0]), calib)
+        ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads), calib)
         for lvl in levels:
             backends[tag("ort int8 (quantize_static)", lvl, levels)] = OrtRunner(ort_q.onnx_path, args.threads, lvl)
 
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     times = timeit(backends, x, args.repeats, args.warmup)
     med = {k: statistics.median(v) for k, v in times.items()}
     best_fp = min((k for k in med if k.startswith("ort fp32")), key=med.get)
-    print(f"\n| backend | median s (of {args.repeats}) | vs torch fp32 | vs {best_fp} (fastest) |\n|---|---:|---:|---:|")
+    print(f"\n| backend | median s (of {args.repeats}) | vs torch fp32 | vs {best_fp} (fastest) |")
+    print("|---|---:|---:|---:|")
     for name, t in med.items():
         print(f"| {name} | {t:.4f} | {med['torch fp32'] / t:.2f}x | {med[best_fp] / t:.2f}x |")
 

@@ -20,8 +20,8 @@ A clean-up pass on the ONNX graph then:
   fit int32 (see ``_Graph.widen_degenerate_inputs``; a float bias would be converted by ONNX Runtime, and overflow);
 * gives each conv with fewer than ``pad_out_channels`` (16) output filters zero filters up to that count and a
   ``Slice`` back to its real channels after its output QuantizeLinear (see ``_Graph.pad_narrow_convs``): ONNX
-  Runtime's fast symmetric integer conv kernels on x86 need at least 16 output channels, and a narrow conv (PAN's
-  24 -> 3 output conv at the HR size) otherwise runs a generic GEMM at a third of the speed;
+  Runtime's symmetric integer conv kernels on x86 (MLAS ``ConvSym``) take at least 16 output channels, and a
+  narrower conv (PAN's 24 -> 3 output conv at the HR size) falls back to a slower generic path (docs/int8.md, Speed);
 * removes unused initializers and stores srquant metadata (config, scale, input range) in ``metadata_props``.
 
 Only 8-bit activations can be exported (ONNX Runtime has no integer kernels below 8 bits); weights may use
@@ -227,6 +227,13 @@ class _Graph:
     def producers(self) -> dict[str, onnx.NodeProto]:
         return {o: n for n in self.graph.node for o in n.output}
 
+    def consumers(self) -> dict[str, list[onnx.NodeProto]]:
+        readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                readers.setdefault(name, []).append(node)
+        return readers
+
     def const(self, name: str) -> np.ndarray | None:
         return self.inits.get(name)
 
@@ -316,10 +323,7 @@ class _Graph:
                 needed[x_dq.output[0]] = max(need, needed.get(x_dq.output[0], 0.0))
                 dq_nodes[x_dq.output[0]] = x_dq
         widened = []
-        consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in self.graph.node:
-            for name in node.input:
-                consumers.setdefault(name, []).append(node)
+        consumers = self.consumers()
         for out, need in needed.items():
             dq = dq_nodes[out]
             q = producers.get(dq.input[0])
@@ -371,16 +375,12 @@ class _Graph:
         """Zero filters up to ``pad_to`` output channels on each narrow integer conv, sliced off after its output Q.
 
         Applies to a ``DQ(x) -> Conv -> Q`` whose weight (and int32 bias, if any) are per-channel DequantizeLinear
-        of initializers read by this conv alone, with one group and input channels a multiple of 4 (otherwise ONNX Runtime's fast kernel is
-        out of reach anyway). The real channels are computed as before: the padded filters are all-zero codes
-        with the last real filter's scale, and ``Slice`` drops their outputs before anything reads them.
+        of initializers read by this conv alone, with one group and input channels a multiple of 4 (otherwise ONNX
+        Runtime's fast kernel is out of reach anyway). The real channels are computed as before: the padded filters
+        are all-zero codes with the last real filter's scale, and ``Slice`` drops their outputs before anything reads them.
         Returns the names of the padded convs.
         """
-        producers = self.producers()
-        consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in self.graph.node:
-            for name in node.input:
-                consumers.setdefault(name, []).append(node)
+        producers, consumers = self.producers(), self.consumers()
         graph_outputs = {o.name for o in self.graph.output}
         padded, slices = [], []
         for conv in list(self.graph.node):
@@ -410,8 +410,8 @@ class _Graph:
             self.rename_input(q.output[0], sliced)
             for name, value in (("starts", 0), ("ends", out_ch), ("axes", 1)):
                 self.inits[f"{sliced}_{name}"] = np.array([value], np.int64)
-            slices.append(helper.make_node("Slice", [q.output[0], f"{sliced}_starts", f"{sliced}_ends", f"{sliced}_axes"],
-                                           [sliced], name=f"{conv.name}_unpad_Slice"))
+            bounds = [f"{sliced}_{name}" for name in ("starts", "ends", "axes")]
+            slices.append(helper.make_node("Slice", [q.output[0], *bounds], [sliced], name=f"{conv.name}_unpad_Slice"))
             stale = {conv.output[0], q.output[0]}
             kept = [v for v in self.graph.value_info if v.name not in stale]
             del self.graph.value_info[:]
