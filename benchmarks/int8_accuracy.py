@@ -10,7 +10,8 @@ tensor ONNX Runtime rounds), exported with :func:`srquant.export.export_onnx` an
 simulation and the ONNX file in ONNX Runtime. ``--ort`` adds ort-minmax, ort-percentile and ort-entropy
 (evaluated in ONNX Runtime; with ``--scope body`` their head and tail convolutions are left in float through
 ``nodes_to_exclude``). ``--option method.key=value`` sets a method option (e.g. ``brecq.iters=400``).
-Every finished method is cached as ``OUT/<label>.json``, so a rerun resumes; the table goes to ``OUT/table.md``.
+Every finished method is cached as ``OUT/<label>.json``, so a rerun resumes (at the same ``--optimization`` level,
+which ``OUT/optimization.txt`` records); the table goes to ``OUT/table.md``.
 """
 from __future__ import annotations
 
@@ -121,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     options = method_options(args.option)
     methods = ["fp32"] + [m for m in args.methods.split(",") if m] + (list(ORT_METHODS) if args.ort else [])
     args.out.mkdir(parents=True, exist_ok=True)
+    level_file = args.out / "optimization.txt"  # the cached results hold for one ONNX Runtime level
+    if level_file.exists() and level_file.read_text().strip() != args.optimization:
+        raise SystemExit(f"{args.out} holds results at ONNX Runtime level {level_file.read_text().strip()!r}, not "
+                         f"{args.optimization!r}: pass that level or another --out")
+    write_text_atomic(level_file, args.optimization + "\n")
     records: list[ResultRecord] = []
     for method in methods:
         cache = args.out / f"{method_label(method, options.get(method, {}))}.json"

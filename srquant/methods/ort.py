@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..export.runtime import DEFAULT_OPT
+from ..export.runtime import DEFAULT_OPT, OPT_LEVELS
 from ..quant.model import quant_layers
 from .base import QuantConfig, register_method
 
@@ -75,8 +75,9 @@ class OrtStaticConfig(QuantConfig):
                              "activations and symmetric int8 weights")
         if self.act_points != "inputs":
             raise ValueError(f"{self.method}: act_points does not apply (ONNX Runtime chooses what it quantizes)")
-        if self.optimization not in ("disable", "basic", "extended", "all"):
-            raise ValueError(f"{self.method}: optimization must be disable, basic, extended or all")
+        if self.optimization not in OPT_LEVELS:
+            raise ValueError(f"{self.method}: optimization must be one of {sorted(OPT_LEVELS)}, "
+                             f"got {self.optimization!r}")
 
     def resolved_reduce_range(self) -> bool:
         if self.reduce_range is not None:
