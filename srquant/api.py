@@ -1,18 +1,21 @@
 """The public verbs: ``quantize`` a model with a method config, ``save`` and ``load`` the result."""
 from __future__ import annotations
 
-import os
-import tempfile
+import hashlib
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from . import __version__
+from .errors import CheckpointError, SrquantError
+from .fileio import atomic_path
 from .methods import QuantConfig, config_from_dict, implementation
 from .models import create
-from .models.checkpoints import CheckpointError, read_checkpoint
+from .models.checkpoints import read_checkpoint
 from .quant.model import prepare, quantizers
 
 ARTIFACT_FORMAT = "srquant-quantized-model/1"
@@ -41,7 +44,8 @@ def quantize(model: nn.Module, config: QuantConfig, calib: torch.Tensor) -> nn.M
 
 
 def save(qmodel: nn.Module, path: str | Path) -> None:
-    """Write weights, quantizer state, config and how to rebuild the float architecture (atomically)."""
+    """Write weights, quantizer state, config and how to rebuild the float architecture (atomically), with a
+    SHA-256 of all of it that :func:`load` verifies."""
     config = getattr(qmodel, "srquant_config", None)
     if config is None:
         raise ValueError("not a model returned by srquant.quantize")
@@ -54,34 +58,64 @@ def save(qmodel: nn.Module, path: str | Path) -> None:
         "build": getattr(qmodel, "srquant_build", None),
         "state_dict": qmodel.state_dict(),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    payload["sha256"] = payload_digest(payload)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # a file object: the zip's records are named archive/..., not after the temporary file
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 of a saved model's payload (all entries but ``sha256``): metadata as canonical JSON, then each
+    tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    meta = {k: v for k, v in payload.items() if k not in ("state_dict", "sha256")}
+    digest.update(json.dumps(meta, sort_keys=True, default=repr).encode())
+    for name in sorted(payload["state_dict"]):
+        value = payload["state_dict"][name]
+        if isinstance(value, torch.Tensor):
+            digest.update(f"\n{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        else:
+            digest.update(f"\n{name}|{value!r}".encode())
+    return digest.hexdigest()
+
+
+def read_artifact(path: str | Path) -> dict[str, Any]:
+    """The checked payload of a saved quantized model: right format, well-formed entries, matching SHA-256."""
+    payload = read_checkpoint(path)
+    if payload.get("format") != ARTIFACT_FORMAT:
+        raise CheckpointError(f"{path} is not an srquant quantized model (format {payload.get('format')!r})")
+    state, config, build = payload.get("state_dict"), payload.get("config"), payload.get("build")
+    if not (isinstance(state, dict) and all(isinstance(k, str) for k in state) and isinstance(config, dict)
+            and isinstance(config.get("method"), str) and (build is None or isinstance(build, dict))):
+        raise CheckpointError(f"{path} is a damaged srquant model (state_dict, config or build entry malformed)")
+    if "sha256" in payload and payload["sha256"] != payload_digest(payload):  # models saved before checksums existed have none
+        raise CheckpointError(f"{path} is corrupted: its contents do not match the SHA-256 stored at save time")
+    return payload
 
 
 def saved_config(path: str | Path) -> dict:
     """The method config stored in a saved quantized model."""
-    return read_checkpoint(path)["config"]
+    return read_artifact(path)["config"]
 
 
 def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a saved quantized model. ``model`` (the float architecture) is needed only for models that were
-    not built with ``srquant.models.create``."""
-    payload = read_checkpoint(path)
-    if payload.get("format") != ARTIFACT_FORMAT:
-        raise CheckpointError(f"{path} is not an srquant quantized model (format {payload.get('format')!r})")
+    not built with ``srquant.models.create``. A malformed or corrupted file raises :class:`CheckpointError`."""
+    payload = read_artifact(path)
+    try:
+        return _rebuild(payload, model, path)
+    except SrquantError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: the saved model cannot be rebuilt ({type(err).__name__}: {err})") from None
+
+
+def _rebuild(payload: dict[str, Any], model: nn.Module | None, path: str | Path) -> nn.Module:
     config = config_from_dict(payload["config"])
     if model is None:
         build = payload.get("build")
         if not build:
-            raise ValueError(f"{path} holds a model srquant cannot rebuild by name; pass its float architecture as model=")
+            raise CheckpointError(f"{path} holds a model srquant cannot rebuild by name; pass its float architecture as model=")
         model = create(build["name"], build["scale"], **build["kwargs"])
     qmodel = prepare(model, config)
     if hasattr(config, "rebuild"):  # methods that install their own quantizer modules (DFSQ); buffers load below

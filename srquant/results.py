@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .fileio import atomic_path
 
 
 @dataclass
@@ -39,16 +38,9 @@ class ResultRecord:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``text`` to a temporary file beside ``path``, then rename it (readers never see half a file)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_results(path: str | Path, records: list[ResultRecord]) -> None:

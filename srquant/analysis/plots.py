@@ -1,20 +1,12 @@
 """Writing figures and images atomically (temporary file in the target folder, then rename)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from ..fileio import atomic_path
 
 
 def save_figure(fig, path: str | Path) -> None:
     """Save a matplotlib figure as PNG atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

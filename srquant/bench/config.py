@@ -9,6 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+from ..fileio import read_config_file
+from ..methods.base import dataclass_from_mapping
+
 REFERENCES = ("fp32", "bicubic")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -55,25 +59,30 @@ class Variant:
     scope: str | None = None  # None: the sweep's scope
 
 
-def _parse_bits(raw: list) -> list[tuple[int, int]]:
-    pairs = [tuple(b) if isinstance(b, (list, tuple)) else (b, b) for b in raw]
-    if any(len(p) != 2 for p in pairs):
-        raise ValueError(f"bits items are a width or a [w_bits, a_bits] pair, got {raw!r}")
+def _parse_bits(raw: Any) -> list[tuple[int, int]]:
+    """``[8, [4, 8]]`` -> ``[(8, 8), (4, 8)]``: widths or [w_bits, a_bits] pairs, integers from 2 to 8."""
+    pairs = [tuple(b) if isinstance(b, (list, tuple)) else (b, b) for b in _items(raw, "bits")]
+    if not all(len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 8 for v in p)
+               for p in pairs):
+        raise ConfigError(f"bits items are a width or a [w_bits, a_bits] pair of integers from 2 to 8, got {raw!r}")
     return [(int(w), int(a)) for w, a in pairs]
 
 
 def _check_options(method: str, options: dict[str, Any]) -> None:
-    """Fail at load time (not after an hour of sweeping) on an unknown method or option name."""
-    from ..methods import config_class
+    """Fail at load time (not after an hour of sweeping) on an unknown method, option name or option value."""
+    from ..methods import build_config, config_class
 
+    if not isinstance(options, dict):
+        raise ConfigError(f"options of {method!r} must be a mapping, got {options!r}")
     try:
         cls = config_class(method)
-    except KeyError as err:
-        raise ValueError(err.args[0]) from None
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown method {method!r}") from None
     fixed = {"w_bits", "a_bits", "scope", "seed"}  # set by the sweep itself
     unknown = set(options) - ({f.name for f in dataclasses.fields(cls)} - fixed)
     if unknown:
-        raise ValueError(f"{method}: unknown or sweep-controlled options {sorted(unknown)}")
+        raise ConfigError(f"{method}: unknown or sweep-controlled options {sorted(map(str, unknown))}")
+    build_config(method, options, f"{method} options")
 
 
 def parse_variant(item: str | dict[str, Any], options: dict[str, dict[str, Any]]) -> Variant:
@@ -95,6 +104,26 @@ def parse_variant(item: str | dict[str, Any], options: dict[str, dict[str, Any]]
         raise ValueError(f"bad variant label {variant.label!r}: letters, digits and ._+- only, not fp32/bicubic")
     _check_options(variant.method, variant.options)
     return variant
+
+
+def _items(value: Any, key: str) -> list:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list, got {value!r}")
+    return value
+
+
+def _model_entry(raw: Any) -> ModelEntry:
+    """A checked models item: a registered model at one of its scales."""
+    from ..models import get_spec
+
+    entry = dataclass_from_mapping(ModelEntry, raw, "models item")
+    try:
+        spec = get_spec(entry.name)
+    except KeyError as err:
+        raise ConfigError(err.args[0]) from None
+    if entry.scale not in spec.scales:
+        raise ConfigError(f"{spec.name} supports scales {spec.scales}, not x{entry.scale}")
+    return entry
 
 
 @dataclass(frozen=True)
@@ -141,17 +170,13 @@ class SweepConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SweepConfig":
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix == ".toml":
-            import tomllib
-
-            raw = tomllib.loads(text)
-        else:
-            import yaml
-
-            raw = yaml.safe_load(text)
-        return cls.from_dict(raw, default_name=path.stem)
+        """Read a sweep; every problem raises :class:`ConfigError` naming the file."""
+        raw = read_config_file(path, "sweep config")
+        try:
+            return cls.from_dict(raw, default_name=Path(path).stem)
+        except (ValueError, TypeError, KeyError, AttributeError) as err:  # ConfigError is a ValueError
+            detail = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ConfigError(f"sweep config {path}: {detail}") from None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], default_name: str = "sweep") -> "SweepConfig":
@@ -162,7 +187,7 @@ class SweepConfig:
         if not raw.get("models") or not raw.get("methods") or not raw.get("bits"):
             raise ValueError("a sweep needs models, methods and bits")
         options = dict(raw.get("options", {}))
-        methods = [parse_variant(item, options) for item in raw["methods"]]
+        methods = [parse_variant(item, options) for item in _items(raw["methods"], "methods")]
         labels = [v.label for v in methods]
         if len(set(labels)) != len(labels):
             raise ValueError(f"method labels must be unique, got {labels}")
@@ -171,7 +196,7 @@ class SweepConfig:
         for scope in {raw.get("scope", "body")} | {v.scope for v in methods if v.scope}:
             if scope not in SCOPES:
                 raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-        models = [ModelEntry(**m) for m in raw["models"]]
+        models = [_model_entry(m) for m in _items(raw["models"], "models")]
         for m in models:
             for method, fields in m.options.items():
                 _check_options(method, fields)
@@ -189,7 +214,7 @@ class SweepConfig:
             bits=_parse_bits(raw["bits"]),
             datasets=datasets,
             scope=raw.get("scope", "body"),
-            calib=CalibEntry(**raw.get("calib", {})),
+            calib=dataclass_from_mapping(CalibEntry, raw.get("calib", {}), "calib"),
             options=options,
             gray=raw.get("gray", "rgb2y"),
             bicubic=bool(raw.get("bicubic", True)),

@@ -1,34 +1,43 @@
 """Image reading and conversion: every image becomes an HxWx3 uint8 RGB array, or a clear error."""
 from __future__ import annotations
 
-import os
-import tempfile
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import ImageError, InputError, clean_message
+from ..fileio import atomic_path
+
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".webp")
-
-
-class ImageError(ValueError):
-    """An image that cannot be read or used."""
+MAX_PIXELS = 36_000_000  # width x height x frames, any bit depth (an 8K UHD photo is 33.2 MP); checked before decoding
+DEFLATE_MAX_RATIO = 1032  # zlib cannot expand data more than this: a PNG claiming more pixels is truncated or forged
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
 
 
 def read_image(path: str | Path, with_gray_flag: bool = False) -> np.ndarray | tuple[np.ndarray, bool]:
     """Read ``path`` as HxWx3 uint8 RGB (and, with ``with_gray_flag``, whether the file had one colour channel).
 
     Grayscale is replicated to three channels (as cv2.IMREAD_COLOR does in the reference code), an alpha channel is
-    dropped, 16-bit images are scaled to 8 bits with rounding (x / 257). Anything else raises :class:`ImageError`.
+    dropped, 16-bit images are scaled to 8 bits with rounding (x / 257). The size in the header is checked against
+    :data:`MAX_PIXELS` before anything is decoded. Anything else raises :class:`ImageError`.
     """
     import imageio.v3 as iio
 
     path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    png16 = image_size(path)[2] == 16
     try:
-        img = _read_png16(path) if _is_png16(path) else np.asarray(iio.imread(path, plugin="pillow"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's bomb warnings: the size is checked above
+            img = _read_png16(path) if png16 else np.asarray(iio.imread(path, plugin="pillow"))
     except Exception as err:  # the decoders raise many types for a broken file
-        raise ImageError(f"cannot read image {path}: {err}") from None
+        raise ImageError(f"cannot read image {path}: {_reason(err)}") from None
     if img.dtype == np.uint16:
-        img = np.floor(img.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+        img = _to_8bit(img)
     elif img.dtype == np.bool_:
         img = img.astype(np.uint8) * 255
     elif img.dtype != np.uint8:
@@ -46,19 +55,80 @@ def read_image(path: str | Path, with_gray_flag: bool = False) -> np.ndarray | t
     return (img, gray) if with_gray_flag else img
 
 
-def _is_png16(path: Path) -> bool:
-    """A 16-bit PNG (Pillow would silently keep only the high byte of 16-bit colour PNGs)."""
+def image_size(path: str | Path) -> tuple[int, int, int]:
+    """(width, height, bits per sample) from the header alone; raises :class:`ImageError` for an unreadable header
+    or more than :data:`MAX_PIXELS` pixels (all frames of a multi-frame file)."""
+    path = Path(path)
     with open(path, "rb") as f:
         head = f.read(29)
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 29 and head[24] == 16
+    if head.startswith(PNG_SIGNATURE):
+        width, height, bits, colour = _png_header(path, head)
+        frames = 1
+        raw_bytes = height * (1 + (width * PNG_CHANNELS[colour] * bits + 7) // 8)
+        if raw_bytes > DEFLATE_MAX_RATIO * path.stat().st_size:
+            raise ImageError(f"{path} is truncated or corrupted: its header claims {width}x{height} pixels, more than "
+                             f"its {path.stat().st_size} bytes can hold")
+    else:
+        width, height, bits, frames = _pillow_header(path)
+    if width < 1 or height < 1:
+        raise ImageError(f"{path}: invalid size {width}x{height} in its header")
+    if width * height * frames > MAX_PIXELS:
+        what = f"{width}x{height}" + (f" x {frames} frames" if frames > 1 else "")
+        raise ImageError(f"{path}: {what} exceeds srquant's limit of {MAX_PIXELS:,} pixels "
+                         "(srquant.data.images.MAX_PIXELS); not decoded")
+    return width, height, bits
+
+
+def _png_header(path: Path, head: bytes) -> tuple[int, int, int, int]:
+    """Width, height, bit depth and colour type from a PNG's IHDR chunk."""
+    if len(head) < 29 or head[12:16] != b"IHDR":
+        raise ImageError(f"cannot read image {path}: PNG without an IHDR header")
+    width, height, bits, colour = struct.unpack(">IIBB", head[16:26])
+    if colour not in PNG_CHANNELS or bits not in (1, 2, 4, 8, 16):
+        raise ImageError(f"cannot read image {path}: invalid PNG header (bit depth {bits}, colour type {colour})")
+    return width, height, bits, colour
+
+
+def _pillow_header(path: Path) -> tuple[int, int, int, int]:
+    """Width, height, bits per sample and frame count as Pillow reads them from the header (nothing decoded)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                bits = 16 if im.mode.startswith("I;16") else 32 if im.mode in ("I", "F") else 8
+                return im.size[0], im.size[1], bits, int(getattr(im, "n_frames", 1))
+    except Exception as err:  # Pillow raises many types for a broken header
+        raise ImageError(f"cannot read image {path}: {_reason(err)}") from None
+
+
+def _reason(err: BaseException) -> str:
+    text = clean_message(str(err)).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _to_8bit(img: np.ndarray) -> np.ndarray:
+    """16 -> 8 bits as round(x / 257) (= floor((2x + 257) / 514)), in integers: no float64 copy of a big image."""
+    return ((img.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)
 
 
 def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit PNG, exactly (Pillow would keep only the high byte of 16-bit colour PNGs), converted row by row."""
     import png  # pypng: exact 16-bit decoding
 
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    img = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, info["planes"])
-    return img[..., 0] if info["planes"] == 1 else img
+    planes = info["planes"]
+    img = np.empty((height, width * planes), dtype=np.uint8)
+    count = 0
+    for count, row in enumerate(rows, 1):
+        if count > height:
+            raise ValueError("more rows than the header says")
+        img[count - 1] = _to_8bit(np.asarray(row, dtype=np.uint16))
+    if count != height:
+        raise ValueError(f"{count} rows of {height}")
+    img = img.reshape(height, width, planes)
+    return img[..., 0] if planes == 1 else img
 
 
 def write_image(path: str | Path, img: np.ndarray) -> None:
@@ -66,15 +136,8 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
     import imageio.v3 as iio
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         iio.imwrite(tmp, img, extension=path.suffix)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -99,5 +162,5 @@ def to_grayscale_rgb(img: np.ndarray) -> np.ndarray:
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        raise InputError(f"image folder not found: {folder}")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

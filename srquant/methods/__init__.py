@@ -1,5 +1,6 @@
 """Quantization methods: one config dataclass plus one registered implementation each."""
-from .base import QuantConfig, config_class, config_from_dict, implementation, method_names, register_method
+from .base import (QuantConfig, build_config, config_class, config_from_dict, implementation, method_names,
+                   register_method)
 from .uniform import MinMaxConfig, MSEConfig, PercentileConfig
 from .reconstruction import AdaRoundConfig, BRECQConfig, QDropConfig, ReconstructionConfig
 from .dfsq import DFSQConfig
@@ -11,6 +12,6 @@ from .outlier_aware import OutlierAwareConfig
 __all__ = [
     "AdaRoundConfig", "BRECQConfig", "DBDCConfig", "DFSQConfig", "FullIntConfig", "PTQ4SRConfig", "QDropConfig", "ReconstructionConfig",
     "OrtEntropyConfig", "OrtMinMaxConfig", "OrtPercentileConfig", "OrtQuantizedModel", "OutlierAwareConfig",
-    "MSEConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "config_class", "config_from_dict",
+    "MSEConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "build_config", "config_class", "config_from_dict",
     "implementation", "method_names", "register_method",
 ]

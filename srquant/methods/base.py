@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..quant.scope import SCOPES
 
 Implementation = Callable[[nn.Module, nn.Module, torch.Tensor, "QuantConfig"], None]
@@ -81,11 +84,63 @@ def config_class(method: str) -> type[QuantConfig]:
     return _METHODS[method][0]
 
 
-def config_from_dict(data: dict[str, Any]) -> QuantConfig:
+def config_from_dict(data: dict[str, Any], source: str = "config") -> QuantConfig:
     data = dict(data)
-    cls = config_class(data.pop("method"))
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+    return build_config(data.pop("method", None), data, source)
+
+
+def build_config(method: str, fields: dict[str, Any], source: str = "config") -> QuantConfig:
+    """``method``'s config from ``fields`` with every name and value type checked; any problem raises
+    :class:`ConfigError` starting with ``source`` (where the fields came from)."""
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ConfigError(f"{source}: unknown method {method!r}; known: {', '.join(method_names())}")
+    return dataclass_from_mapping(config_class(method), fields, f"{source}: method {method}")
+
+
+def dataclass_from_mapping(cls: type, fields: Any, source: str) -> Any:
+    """``cls(**fields)`` after checking that ``fields`` is a mapping of known field names to values of the
+    annotated types; any problem (and any ``ValueError`` of ``cls`` itself) raises :class:`ConfigError`."""
+    if not isinstance(fields, dict):
+        raise ConfigError(f"{source}: expected a mapping of option names to values, got {fields!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(str(k) for k in fields if k not in names)
     if unknown:
-        raise ValueError(f"unknown fields for {cls.__name__}: {sorted(unknown)}")
-    return cls(**data)
+        raise ConfigError(f"{source}: unknown option(s) {unknown}; known: {', '.join(names)}")
+    for name, value in fields.items():
+        if not has_type(value, hints[name]):
+            raise ConfigError(f"{source}: option {name} must be {_type_name(hints[name])}, got {value!r}")
+    try:
+        return cls(**fields)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def has_type(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint`` (bool, int, float, str, None, unions, dict/list of those)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(has_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if (origin or hint) is dict:
+        key, val = args or (Any, Any)
+        return isinstance(value, dict) and all(has_type(k, key) and has_type(v, val) for k, v in value.items())
+    if (origin or hint) is list:
+        (item,) = args or (Any,)
+        return isinstance(value, list) and all(has_type(v, item) for v in value)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

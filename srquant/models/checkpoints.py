@@ -3,48 +3,93 @@ from __future__ import annotations
 
 import fnmatch
 import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from ..errors import CheckpointError, InputError, clean_message
+
 if TYPE_CHECKING:
     from ._registry import ModelSpec
 
+__all__ = ["CheckpointError", "check_and_load", "extract_state_dict", "load_state_dict_into", "read_checkpoint"]
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the architecture."""
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format: a zip archive with a CRC-32 per record
+PICKLE_PROTO = b"\x80"  # torch's legacy format: pickles (protocol 2+) written one after another
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load ``path`` with ``weights_only=True``; refuse legacy full-module pickles with a clear message."""
+    """Load ``path`` with ``weights_only=True`` after checking its zip CRCs; every malformed file (empty, truncated,
+    corrupted, not a checkpoint, pickled code) raises :class:`CheckpointError` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise InputError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes)")
+    if head == ZIP_MAGIC:
+        _check_zip(path)
+    elif not head.startswith(PICKLE_PROTO):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, UnicodeDecodeError) as err:
+    except pickle.UnpicklingError as err:
+        code = _unsupported_global(err)
+        if code is None:
+            raise CheckpointError(f"{path} is corrupted or not a PyTorch checkpoint ({_first_line(err)})") from None
         raise CheckpointError(
-            f"{path} is not a plain tensor checkpoint (weights-only loading failed: {str(err).splitlines()[0]}). "
-            "It is probably a legacy full-module pickle; srquant never unpickles arbitrary code. "
+            f"{path} holds pickled Python code ({code}): a legacy full-module pickle rather than plain tensors. "
+            "srquant never unpickles arbitrary code. "
             "Re-save it as a state_dict (torch.save(model.state_dict(), ...)) in a trusted environment."
         ) from None
+    except Exception as err:  # noqa: BLE001 - torch.load raises many types (IndexError, struct.error, ...) on bad bytes
+        raise CheckpointError(f"{path} is corrupted or not a PyTorch checkpoint ({_first_line(err)})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
     return obj
 
 
-def extract_state_dict(obj: dict, container_keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+def _check_zip(path: Path) -> None:
+    """Verify every record's CRC-32 (torch.load does not): a flipped byte must not load as a changed tensor."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as err:  # noqa: BLE001 - zipfile raises many types for a damaged archive
+        raise CheckpointError(f"{path} is a damaged or truncated zip archive ({_first_line(err)})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupted: CRC-32 mismatch in record {bad}")
+
+
+def _first_line(err: BaseException) -> str:
+    """``Type: first line`` of an exception, without ANSI escapes and without torch's advice on ``weights_only``."""
+    lines = [ln.strip() for ln in clean_message(str(err)).splitlines() if ln.strip() and "weights_only" not in ln]
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
+
+
+def _unsupported_global(err: pickle.UnpicklingError) -> str | None:
+    """The ``GLOBAL module.name`` a weights-only load refused (the file is a pickle of code), else None."""
+    match = re.search(r"Unsupported global: (GLOBAL \S+)", clean_message(str(err)))
+    return match.group(1) if match else None
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def extract_state_dict(obj: dict, container_keys: tuple[str, ...], source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Find the tensor dict inside common containers ({'params_ema':...}, {'state_dict':...}, ...)."""
-    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if _is_state_dict(obj):
         return obj
     for key in container_keys:
-        inner = obj.get(key)
-        if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-            return inner
+        if _is_state_dict(obj.get(key)):
+            return obj[key]
     raise CheckpointError(
-        f"no state dict found in checkpoint (top-level keys: {sorted(obj)[:10]}; looked under {container_keys})"
+        f"no state dict found in {source} (top-level keys: {sorted(map(str, obj))[:10]}; looked under {container_keys})"
     )
 
 
@@ -75,13 +120,19 @@ def check_and_load(model: nn.Module, state: dict[str, torch.Tensor], source: str
         if shape:
             parts.append(f"shape mismatch (checkpoint vs model): {_summarize(shape)}")
         raise CheckpointError("\n  ".join(parts))
-    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    try:
+        model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {source} does not load into {type(model).__name__}: {_first_line(err)}") from None
 
 
 def load_state_dict_into(model: nn.Module, path: str | Path, spec: "ModelSpec", strict: bool = True) -> None:
-    state = extract_state_dict(read_checkpoint(path), spec.checkpoint_keys)
+    state = extract_state_dict(read_checkpoint(path), spec.checkpoint_keys, str(path))
     state = strip_prefix(state, spec.strip_prefixes)
     if spec.remap_keys is not None:
-        state = spec.remap_keys(state)
+        try:
+            state = spec.remap_keys(state)
+        except (KeyError, IndexError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path} does not have the key layout {spec.name} expects ({err!r})") from None
     state = {k: v for k, v in state.items() if not any(fnmatch.fnmatch(k, p) for p in spec.ignore_keys)}
     check_and_load(model, state, str(path), strict=strict)

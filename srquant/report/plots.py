@@ -7,8 +7,6 @@ Each ``*_figure`` function returns a :class:`~matplotlib.figure.Figure`; :func:`
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -17,6 +15,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..fileio import atomic_path
 from ..results import ResultRecord
 
 DPI = 100
@@ -31,15 +30,8 @@ def figure_png(fig: Figure) -> bytes:
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (a temporary file, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(figure_png(fig))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(figure_png(fig))
     return path
 
 

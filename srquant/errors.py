@@ -1,0 +1,47 @@
+"""srquant's error types: one per kind of problem, all :class:`SrquantError`, each message naming the file at fault.
+
+The command line prints any of them as ``srquant: error: MESSAGE`` and exits with status 2 (``--debug`` shows the
+traceback). Each also derives from the built-in type code used to catch before (``ValueError``, ``OSError``, ...).
+"""
+from __future__ import annotations
+
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+class SrquantError(Exception):
+    """Base of every error srquant raises on bad input."""
+
+
+class ConfigError(SrquantError, ValueError):
+    """A bad option, method config or YAML config file."""
+
+
+class InputError(SrquantError, FileNotFoundError):
+    """A missing or unusable input file or folder (weights, --data, --calib, ONNX file)."""
+
+
+class OutputError(SrquantError, OSError):
+    """An output path that cannot be written (an existing file where a folder is needed, no write permission)."""
+
+
+class ModelError(SrquantError, ValueError):
+    """An unknown model or a scale it does not support."""
+
+
+class CheckpointError(SrquantError, RuntimeError):
+    """A checkpoint or saved model that cannot be read, is corrupted, or does not fit the architecture."""
+
+
+class ImageError(SrquantError, ValueError):
+    """An image that cannot be read or used."""
+
+
+class OnnxError(SrquantError, RuntimeError):
+    """An ONNX file that ONNX Runtime cannot load or run."""
+
+
+def clean_message(text: str) -> str:
+    """``text`` without ANSI escape sequences (coloured messages of torch or ONNX Runtime)."""
+    return _ANSI.sub("", text)
