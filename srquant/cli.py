@@ -4,9 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
 from .data.benchmark import BenchmarkFolder
+from .errors import ConfigError, InputError, SrquantError, clean_message
+from .validate import check_data_folders, check_image_folder, check_input_file, check_output_file, check_scale
 
 
 def _datasets(args: argparse.Namespace, scale: int) -> list[BenchmarkFolder]:
@@ -19,9 +22,10 @@ def _build_model(args: argparse.Namespace):
     from .models import create, get_spec, list_models
 
     spec = get_spec(args.model)
+    check_scale(args.scale, spec.scales, spec.name)
     if args.weights is None and args.scale not in spec.default_weights:
         embedded = [f"{n} x{s}" for n in list_models() for s in get_spec(n).default_weights]
-        raise SystemExit(f"srquant: {spec.name} x{args.scale} has no embedded weights; pass --weights (embedded: {', '.join(embedded)})")
+        raise InputError(f"{spec.name} x{args.scale} has no embedded weights; pass --weights (embedded: {', '.join(embedded)})")
     return create(args.model, args.scale, weights=args.weights, pretrained=args.weights is None)
 
 
@@ -45,6 +49,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate import bicubic_predictor, evaluate, model_predictor
     from .results import write_results
 
+    check_data_folders(args.data, None if args.onnx else args.scale)
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.onnx:
+        check_input_file(args.onnx, "--onnx file")
+    elif args.model == "bicubic":
+        check_scale(args.scale, None, "bicubic")
     kwargs = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet)
     datasets = None if args.onnx else _datasets(args, args.scale)
     if args.onnx:
@@ -53,7 +64,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         runner = OrtRunner(args.onnx, threads=args.threads)
         info = runner.sr_info(args.scale)
         predict, name, backend = model_predictor(runner, info), info.name, "onnxruntime"
-        config = json.loads(runner.metadata().get("srquant_config", "{}"))
+        try:
+            config = json.loads(runner.metadata().get("srquant_config", "{}"))
+        except ValueError:
+            raise ConfigError(f"{args.onnx}: its srquant_config metadata is not valid JSON") from None
         kwargs.update(method=config.get("method"), w_bits=config.get("w_bits"), a_bits=config.get("a_bits"),
                       scope=config.get("scope"), config=config or None)
         datasets = _datasets(args, info.scale)
@@ -70,27 +84,128 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+SWEEP_FLAGS = {"w_bits": "--w-bits", "a_bits": "--a-bits", "scope": "--scope", "seed": "--seed"}
+
+
 def _method_config(args: argparse.Namespace):
-    import yaml
+    """The method config from --config, then --option (later wins), then the flags. A key that a flag sets is an
+    error in --config/--option (it would be silently overridden otherwise). --quiet turns off a method's bars."""
+    import dataclasses
 
-    from .methods import config_class
+    from .fileio import parse_yaml, read_config_file
+    from .methods import build_config, config_class
 
-    fields = yaml.safe_load(open(args.config)) if args.config else {}
+    sources: list[tuple[str, dict]] = []
+    if args.config:
+        sources.append((f"--config file {args.config}", read_config_file(args.config, "--config file")))
     for item in args.option or []:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--option takes key=value, got {item!r}")
-        fields[key.replace("-", "_")] = yaml.safe_load(value)
+        if not sep or not key:
+            raise ConfigError(f"--option takes key=value, got {item!r}")
+        sources.append((f"--option {item}", {key.replace("-", "_"): parse_yaml(value, f"--option {item}")}))
+    fields: dict = {}
+    for source, values in sources:
+        for key in values:
+            if key in SWEEP_FLAGS:
+                raise ConfigError(f"{source}: set {key} with {SWEEP_FLAGS[key]}, not in --config or --option")
+        build_config(args.method, values, source)  # names and types, checked where they came from
+        fields.update(values)
     fields.update(w_bits=args.w_bits, a_bits=args.a_bits, scope=args.scope, seed=args.seed)
-    return config_class(args.method)(**fields)
+    if args.quiet and "progress" in {f.name for f in dataclasses.fields(config_class(args.method))}:
+        fields["progress"] = False
+    return build_config(args.method, fields, "method options")
+
+
+RUN_FILES = ["model.pt", "inputs.json", "results.json", "results.md"]
+NOT_IDENTITY = ("progress",)  # config fields that do not change the calibrated model
+
+
+def _config_identity(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+
+
+def _quantize_inputs(args: argparse.Namespace, config) -> dict:
+    """What the calibrated model depends on, by content: SHA-256 of the weights file (the embedded one by default),
+    of the calibration images, of the --rd images; the method config; the sampling options. Paths are kept apart,
+    for reading only."""
+    from .data.benchmark import DEMO_CALIB_FILES, demo_image_dir
+    from .data.images import list_images
+    from .fileio import sha256_file, sha256_files
+    from .models import get_spec
+    from .models._registry import ASSETS
+
+    weights = args.weights
+    if weights is None:
+        try:
+            weights = ASSETS / get_spec(args.model).default_weights[args.scale]
+        except KeyError:
+            weights = None
+    model_file = Path(args.model.partition(":")[0])  # a model given as path/to/file.py:ClassName
+    calib = list_images(args.calib) if args.calib else [demo_image_dir() / f for f in DEMO_CALIB_FILES]
+    inputs = {
+        "model": args.model,
+        "model_file_sha256": sha256_file(model_file) if model_file.suffix == ".py" and model_file.is_file() else None,
+        "scale": args.scale,
+        "weights_sha256": sha256_file(weights) if weights is not None else None,
+        "clip_output": args.clip_output,
+        "calib_sha256": None if args.rd else sha256_files(calib),
+        "calib_gray": args.calib_gray,
+        "n_calib": args.n_calib,
+        "patch": args.patch,
+        "seed": args.seed,
+        "rd_sha256": sha256_files(list_images(args.rd)) if args.rd else None,
+        "config": _config_identity(config.to_dict()),
+        # options that change the float model, where the command has them
+        **{k: getattr(args, k) for k in ("model_args", "input_range") if hasattr(args, k)},
+    }
+    return json.loads(json.dumps(inputs, default=str))  # as it reads back from inputs.json
+
+
+def _reusable_model(run, inputs: dict, model, force: bool):
+    """The committed model of ``run`` when its manifest verifies and it was made from ``inputs``, else None."""
+    from . import api
+
+    if force:
+        return None
+    manifest = run.valid_manifest()
+    if manifest is None or not set(RUN_FILES) <= set(manifest["files"]):
+        if (run.path / "model.pt").exists():
+            print(f"{run.path} holds no complete run (manifest.json missing or not matching the files): calibrating")
+        return None
+    saved = json.loads((run.path / "inputs.json").read_text())
+    saved.pop("paths", None)
+    if saved != inputs:
+        changed = sorted(k for k in inputs.keys() | saved.keys() if saved.get(k) != inputs.get(k))
+        print(f"{run.path} holds a model of other inputs (changed: {', '.join(changed)}): calibrating")
+        return None
+    qmodel = api.load(run.path / "model.pt", model=model)
+    if _config_identity(qmodel.srquant_config.to_dict()) != json.loads(json.dumps(inputs["config"])):
+        print(f"{run.path / 'model.pt'} holds another config than inputs.json says: calibrating")
+        return None
+    return qmodel
+
+
+def _check_quantize_inputs(args: argparse.Namespace) -> None:
+    """Everything quantize reads or writes, checked before the model is built or calibrated."""
+    if args.n_calib < 1 or args.patch < 1:
+        raise ConfigError(f"--n-calib and --patch must be >= 1, got {args.n_calib} and {args.patch}")
+    if args.calib:
+        check_image_folder(args.calib, "calibration folder (--calib)")
+    if args.rd:
+        check_image_folder(args.rd, "RD folder (--rd)")
+    check_data_folders(args.data, args.scale)
+    if args.json:
+        check_output_file(args.json, "--json")
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
     from . import api
     from .evaluate import calibration_batch, evaluate, model_predictor
     from .results import markdown_table, write_results, write_text_atomic
+    from .runfolder import RunFolder
 
     config = _method_config(args)
+    _check_quantize_inputs(args)
     if args.clip_output is None:
         model = _build_model(args)
     else:
@@ -98,38 +213,42 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
         model = model_variant(args.model, args.scale, args.weights, clip=args.clip_output == "on")
     info = model.sr_info
-    out = Path(args.out)
-    artifact, inputs_file = out / "model.pt", out / "inputs.json"
-    inputs = {k: getattr(args, k) for k in ("model", "scale", "weights", "clip_output", "calib", "calib_gray",
-                                            "n_calib", "patch", "seed", "rd")}
-    inputs["config"] = config.to_dict()
-    same = artifact.exists() and inputs_file.exists() and json.loads(inputs_file.read_text()) == inputs
-    if same and not args.force:
-        print(f"reusing {artifact} (same model, calibration data and config; --force recalibrates)")
-        qmodel = api.load(artifact, model=model)
-    else:
-        if args.rd:  # whole LR images (srquant rd select / enhance output)
-            from .rd import load_rd, quantize_rd
-
-            qmodel = quantize_rd(model, config, load_rd(args.rd, args.scale, gray=args.calib_gray).values())
-        else:
-            calib = calibration_batch(info, args.calib, args.n_calib, args.patch, args.seed, args.calib_gray)
-            qmodel = api.quantize(model, config, calib)
-        api.save(qmodel, artifact)
-        write_text_atomic(inputs_file, json.dumps(inputs, indent=2, default=str) + "\n")
-        print(f"calibrated {config.method} W{config.w_bits}A{config.a_bits} in {qmodel.calib_seconds:.1f} s -> {artifact}")
     datasets = _datasets(args, args.scale)
-    common = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet, model=info.name)
-    records = evaluate(model_predictor(model, info), datasets, **common)
-    records += evaluate(
-        model_predictor(qmodel, info), datasets, method=config.method, w_bits=config.w_bits, a_bits=config.a_bits,
-        scope=config.scope, calib_seconds=getattr(qmodel, "calib_seconds", None), config=config.to_dict(), **common,
-    )
-    table = markdown_table(records)
-    print(table, end="")
-    write_text_atomic(out / "results.md", table)
-    write_results(args.json or out / "results.json", records)
-    print(f"wrote {out / 'results.md'} and {args.json or out / 'results.json'}")
+    inputs = _quantize_inputs(args, config)
+    run = RunFolder(args.out)
+    try:
+        qmodel = _reusable_model(run, inputs, model, args.force)
+        if qmodel is not None:
+            print(f"reusing {run.path / 'model.pt'} (same weights, calibration images and config; --force recalibrates)")
+        else:
+            if args.rd:  # whole LR images (srquant rd select / enhance output)
+                from .rd import load_rd, quantize_rd
+
+                qmodel = quantize_rd(model, config, load_rd(args.rd, args.scale, gray=args.calib_gray).values())
+            else:
+                calib = calibration_batch(info, args.calib, args.n_calib, args.patch, args.seed, args.calib_gray)
+                qmodel = api.quantize(model, config, calib)
+            api.save(qmodel, run.staging / "model.pt")
+            paths = {"weights": args.weights, "calib": args.calib, "rd": args.rd}
+            write_text_atomic(run.staging / "inputs.json", json.dumps({**inputs, "paths": paths}, indent=2) + "\n")
+            print(f"calibrated {config.method} W{config.w_bits}A{config.a_bits} in {qmodel.calib_seconds:.1f} s")
+        common = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet, model=info.name)
+        records = evaluate(model_predictor(model, info), datasets, **common)
+        records += evaluate(
+            model_predictor(qmodel, info), datasets, method=config.method, w_bits=config.w_bits, a_bits=config.a_bits,
+            scope=config.scope, calib_seconds=getattr(qmodel, "calib_seconds", None), config=config.to_dict(), **common,
+        )
+        table = markdown_table(records)
+        print(table, end="")
+        write_text_atomic(run.staging / "results.md", table)
+        write_results(run.staging / "results.json", records)
+        run.commit(RUN_FILES)
+    finally:
+        run.discard()
+    print(f"wrote {', '.join(str(run.path / f) for f in RUN_FILES)}")
+    if args.json:
+        write_results(args.json, records)
+        print(f"wrote {args.json}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -141,7 +260,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="srquant", description="Post-training quantization of super-resolution networks")
+    parser = argparse.ArgumentParser(prog="srquant", description="Post-training quantization of super-resolution networks",
+                                     epilog="--debug (anywhere on the line) prints the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the registered architectures")
@@ -227,12 +347,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. A bad input prints ``srquant: error: ...`` and returns 2, without a traceback unless
+    ``--debug`` is on the command line (anywhere); an unexpected failure returns 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
-        print(f"srquant: error: {err}", file=sys.stderr)
+    except (SrquantError, OSError, ValueError, KeyError, RuntimeError) as err:
+        if debug:
+            traceback.print_exc()
+        message = err.args[0] if isinstance(err, KeyError) and not isinstance(err, SrquantError) and err.args else err
+        print(f"srquant: error: {clean_message(str(message))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("srquant: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the command line's boundary: a bug, reported in one line
+        if debug:
+            traceback.print_exc()
+        print(f"srquant: internal error: {type(err).__name__}: {clean_message(str(err))} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

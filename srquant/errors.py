@@ -26,8 +26,11 @@ class OutputError(SrquantError, OSError):
     """An output path that cannot be written (an existing file where a folder is needed, no write permission)."""
 
 
-class ModelError(SrquantError, ValueError):
-    """An unknown model or a scale it does not support."""
+class ModelError(SrquantError, KeyError, ValueError):
+    """An unknown model or a scale it does not support (a ``KeyError`` for a name lookup, a ``ValueError`` too)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class CheckpointError(SrquantError, RuntimeError):

@@ -50,7 +50,10 @@ def _cmd_export(args) -> None:
 
     from .. import api
     from ..models import create
+    from ..validate import check_input_file, check_output_file
 
+    check_input_file(args.artifact, "model file")
+    check_output_file(args.out, "--out")
     model = create(args.model, args.scale, weights=args.weights) if args.model else None
     qmodel = api.load(args.artifact, model=model)
     path = export_onnx(qmodel, args.out, opset=args.opset, weight_storage=args.weight_storage)

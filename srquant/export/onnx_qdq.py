@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -513,11 +512,11 @@ def _metadata(model: onnx.ModelProto, qmodel: nn.Module, kind: str) -> None:
 
 
 def _save_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
+    from ..fileio import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
     return path
 
 

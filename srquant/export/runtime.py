@@ -19,6 +19,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from ..errors import OnnxError, clean_message
+
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -50,19 +52,39 @@ def session_options(threads: int = 2, optimization: str = DEFAULT_OPT, optimized
     return so
 
 
+def open_session(path: str | Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    """A CPU session of the ONNX file ``path``; a missing, empty or malformed file raises an srquant error naming it."""
+    from ..errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX file not found: {path}")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - ONNX Runtime's errors derive from Exception only
+        if not type(err).__module__.startswith("onnxruntime"):
+            raise
+        raise OnnxError(f"{path} is not a valid ONNX model for ONNX Runtime ({clean_message(str(err)).strip()})") from None
+
+
 class OrtRunner:
     """An ONNX Runtime CPU session with a tensor -> tensor ``__call__`` (the model's one input and output)."""
 
     def __init__(self, path: str | Path, threads: int = 2, optimization: str = DEFAULT_OPT):
         self.path = Path(path)
         self.threads, self.optimization = threads, optimization
-        self.session = ort.InferenceSession(str(self.path), session_options(threads, optimization),
-                                            providers=["CPUExecutionProvider"])
+        self.session = open_session(self.path, session_options(threads, optimization))
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
     def run_numpy(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        try:
+            return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        except Exception as err:  # noqa: BLE001 - ONNX Runtime's errors derive from Exception only
+            if not type(err).__module__.startswith("onnxruntime"):
+                raise
+            raise OnnxError(f"{self.path}: ONNX Runtime cannot run it on a {'x'.join(map(str, x.shape))} input "
+                            f"({clean_message(str(err)).strip()})") from None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.run_numpy(x.detach().cpu().float().numpy()))
@@ -88,16 +110,18 @@ class OrtRunner:
                 upsample = get_spec(name).upsample_input
             except KeyError:
                 pass
-        return SRInfo(name or self.path.stem, int(meta.get("sr_scale", scale)), float(meta.get("sr_input_range", 1.0)),
-                      meta.get("sr_color", "rgb"), upsample_input=upsample)
+        try:
+            return SRInfo(name or self.path.stem, int(meta.get("sr_scale", scale)), float(meta.get("sr_input_range", 1.0)),
+                          meta.get("sr_color", "rgb"), upsample_input=upsample)
+        except (TypeError, ValueError):
+            raise OnnxError(f"{self.path}: malformed srquant metadata (sr_scale, sr_input_range)") from None
 
 
 def optimized_graph(path: str | Path, optimization: str = DEFAULT_OPT, threads: int = 2) -> onnx.ModelProto:
     """The graph ONNX Runtime executes after its optimizations (fusions such as DQ->Conv->Q => QLinearConv)."""
     with tempfile.TemporaryDirectory(prefix="srquant-ort-") as tmp:
         out = Path(tmp) / "optimized.onnx"
-        ort.InferenceSession(str(path), session_options(threads, optimization, optimized_path=out),
-                             providers=["CPUExecutionProvider"])
+        open_session(path, session_options(threads, optimization, optimized_path=out))
         return onnx.load(str(out))
 
 
@@ -176,16 +200,16 @@ def op_report(path: str | Path, example: torch.Tensor | np.ndarray, *, threads: 
               optimization: str = DEFAULT_OPT, runs: int = 3) -> OpReport:
     """Profile ``runs`` inferences of ``example`` (after one warm-up) and report ops, kernel times, float ops."""
     x = example.detach().cpu().float().numpy() if isinstance(example, torch.Tensor) else np.asarray(example, np.float32)
+    graph = optimized_graph(path, optimization, threads)  # first: a bad file fails here with a clear error
     source = onnx.load(str(path), load_external_data=False)
     report = OpReport(str(path), optimization,
                       source_convs=sum(n.op_type in ("Conv", "ConvTranspose") for n in source.graph.node))
-    graph = optimized_graph(path, optimization, threads)
     counts = Counter(n.op_type for n in graph.graph.node)
     for op, c in counts.items():
         report.ops[op] = OpStat(op, count=c)
     with tempfile.TemporaryDirectory(prefix="srquant-prof-") as tmp:
         so = session_options(threads, optimization, profile_prefix=Path(tmp) / "prof")
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess = open_session(path, so)
         name, out = sess.get_inputs()[0].name, sess.get_outputs()[0].name
         sess.run([out], {name: x})  # warm-up (also profiled: discarded below by run index)
         for _ in range(runs):

@@ -9,6 +9,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from .checkpoints import load_state_dict_into
 
 
@@ -60,7 +61,7 @@ def register(spec: ModelSpec) -> ModelSpec:
 def get_spec(name: str) -> ModelSpec:
     key = name.lower()
     if key not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[key]
 
 
@@ -83,7 +84,7 @@ def create(
     """
     spec = get_spec(name)
     if scale not in spec.scales:
-        raise ValueError(f"{spec.name} supports scales {spec.scales}, not x{scale}")
+        raise ModelError(f"{spec.name} supports scales {spec.scales}, not x{scale}")
     model = spec.builder(scale=scale, **{**spec.kwargs, **kwargs})
     if weights is None and pretrained:
         if scale not in spec.default_weights:
