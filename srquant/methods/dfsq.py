@@ -12,6 +12,9 @@ time, so DFSQ is not an integer-only scheme like per-tensor uniform PTQ (the pap
 The defaults follow the official code (377-value universal set, 5 restarts with a centroid pinned at 0, restart kept
 by quantization loss); :data:`PAPER_SETTINGS` gives the paper's variant (reconstructed 107-value set, 3 restarts,
 kept by k-means SSE).
+
+``variant="official"`` also quantizes only the layers zysxmu/DFSQ quantizes (docs/fidelity.md): EDSR's ResBlock
+convs there, so on any model only the layers inside multi-layer blocks (IMDN's ``c.0`` and ``LR_conv`` stay float).
 """
 from __future__ import annotations
 
@@ -30,9 +33,12 @@ from ..quant.subset import (
     SortedRows, SubsetQuantizer, WORD_SETS, normalize, select_exhaustive, select_kmeans, select_optimal, universal_set,
 )
 from .base import QuantConfig, register_method
+from .official import LAYER_RULES, apply_official, check_variant, official_prepare
 from .uniform import minmax_weights, mse_weights
 
 PAPER_SETTINGS = dict(universal_set="paper107", restarts=3, pin_zero=False, restart_criterion="sse")
+# zysxmu/DFSQ model/setq/edsr_setq.py: quantized convs only inside the ResBlocks
+OFFICIAL = dict(layer_rule="blocks")
 
 
 @dataclass
@@ -62,9 +68,16 @@ class DFSQConfig(QuantConfig):
     static_clamp: bool = False  # clamp each input channel to its calibration range first (PAN-like models)
     memory_mb: int = 1024  # budget for the calibration activations held at once (more layers -> more forward passes)
     workers: int = 2  # layers selected concurrently (threads, one torch thread each; small ops scale badly with OpenMP)
+    variant: str = "spec"  # spec: the scope decides the layers | official: the release's layers (OFFICIAL)
+    layer_rule: str = ""  # "": the scope decides | blocks: only layers inside multi-layer blocks
 
     def __post_init__(self) -> None:
+        check_variant(self.variant)
+        if self.variant == "official":
+            apply_official(self, OFFICIAL)
         super().__post_init__()
+        if self.layer_rule not in ("", *LAYER_RULES):
+            raise ValueError(f"layer_rule must be '' or one of {LAYER_RULES}, got {self.layer_rule!r}")
         if self.act_points != "inputs":
             raise ValueError("DFSQ quantizes layer inputs only (act_points='inputs')")
         if self.word_sets is None and self.universal_set not in WORD_SETS:
@@ -176,7 +189,9 @@ def _activation_bytes(qmodel: nn.Module, sample: torch.Tensor) -> dict[str, int]
 
 
 @register_method(DFSQConfig)
-def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> None:
+def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> nn.Module:
+    if config.layer_rule:
+        qmodel = official_prepare(fp_model, config, config.layer_rule)
     install_subset_quantizers(qmodel, config)
     layers = list(quant_layers(qmodel))
     weight_range = mse_weights if config.weight_range == "mse" else minmax_weights
@@ -219,6 +234,7 @@ def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DF
     set_mode(qmodel, "quant")
     qmodel.dfsq_report = report
     qmodel.dfsq_seconds = {"selection_and_collection": time.perf_counter() - start, "passes": len(chunks)}
+    return qmodel
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -22,20 +22,34 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quant.dual_region import LEVEL_SPLITS, DualRegionQuantizer, EMAObserver, dual_region_mse_range, split_levels
+from ..quant.dual_region import (
+    LEVEL_SPLITS, DualRegionQuantizer, EMAObserver, ReleaseDualRegionQuantizer, dual_region_mse_range, split_levels,
+)
 from ..quant.model import quant_layers, run_batches, set_mode
 from ..quant.observers import mse_range
-from ..quant.tuning import LossContext, OutputTaps, TuningConfig, UnitReport, reconstruct
+from ..quant.tuning import LossContext, OutputTaps, TuningConfig, UnitReport, find_units, reconstruct
 from .base import QuantConfig, register_method
+from .official import (
+    LAYER_RULES, RELEASE_PIXEL_RANGE, apply_official, check_variant, epoch_batches, official_prepare, pixel_lr,
+    train_groups,
+)
 from .uniform import minmax_weights, mse_weights
 
 CYCLE = ("weight.bounds", "act.bounds", "act.breakpoint")  # the paper's order: u_w, then l_a / u_a, then bp
 SENSITIVITIES = ("std-softmax", "uniform", "none")
 ONE_SIDED = ("nonnegative", "no-negative-outliers", "never")
+GRIDS = ("spec", "release", "release-fair")  # release-fair: the release's grid one bit narrower (2^b codes)
+RELEASE_GROUPS = ("weight", "act", "bp")  # the release's epoch cycle: u_w, then l_a / u_a, then bp
+# haiiling/OAQ-SR scripts/run.sh (edsr) and src/trainer.py; docs/fidelity.md lists each with its file
+OFFICIAL = dict(
+    grid="release", act_init="release", w_init="omse", w_granularity="tensor", loop="release",
+    sen_weight=10.0, batch_size=16, tune_batch_size=2, keep_best=False, layer_rule="ends8",
+)
 
 
 @dataclass
@@ -62,8 +76,19 @@ class OutlierAwareConfig(QuantConfig):
     lr_weight_range: float = 1e-3  # Adam, relative to each weight quantizer's initial width
     keep_best: bool = True  # if finetuning ends worse on the calibration loss, restore the calibrated state
     progress: bool = True
+    variant: str = "spec"  # spec: the paper as specified | official: the released code's choices (OFFICIAL)
+    grid: str = "spec"  # spec: level_split grid | release: the release's 2^(b+1)-code grid | release-fair: 2^b codes
+    sen_weight: float = 1.0  # factor on the sensitivity term (the release's w_sktloss = 10)
+    loop: str = "spec"  # spec: reconstruct + sensitivity_loss | release: release_finetune (+ release_loss)
+    epochs: int = 9  # loop="release": training epochs (the release's 10 epochs minus the calibration epoch)
+    lr_abs: float = 1e-3  # loop="release": Adam lr of every group (activation groups on the 0-255 pixel scale)
+    lr_gamma: float = 0.9  # loop="release": StepLR factor per epoch of a group
+    layer_rule: str = ""  # "": the scope decides | ends8: head and tail at W8A8, everything else at the widths
 
     def __post_init__(self) -> None:
+        check_variant(self.variant)
+        if self.variant == "official":
+            apply_official(self, OFFICIAL)
         super().__post_init__()
         if self.a_granularity != "tensor":
             raise ValueError("outlier-aware activations are per tensor; a_granularity must be 'tensor'")
@@ -79,10 +104,26 @@ class OutlierAwareConfig(QuantConfig):
             raise ValueError(f"bp_percentile must be in (50, 100), got {self.bp_percentile}")
         if not 0.0 <= self.ema_beta < 1.0:
             raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
-        if self.act_init not in ("ema", "minmax", "mse"):
-            raise ValueError(f"act_init must be 'ema', 'minmax' or 'mse', got {self.act_init!r}")
-        if self.w_init not in ("mse", "minmax"):
-            raise ValueError(f"w_init must be 'mse' or 'minmax', got {self.w_init!r}")
+        if self.act_init not in ("ema", "minmax", "mse", "release"):
+            raise ValueError(f"act_init must be 'ema', 'minmax', 'mse' or 'release', got {self.act_init!r}")
+        if self.w_init not in ("mse", "minmax", "omse"):
+            raise ValueError(f"w_init must be 'mse', 'minmax' or 'omse', got {self.w_init!r}")
+        if self.w_init == "omse" and (self.w_granularity != "tensor" or not self.w_symmetric):
+            raise ValueError("w_init='omse' (the release's bound search) is per tensor and symmetric")
+        if self.grid not in GRIDS:
+            raise ValueError(f"grid must be one of {GRIDS}, got {self.grid!r}")
+        if self.grid != "spec" and not self.dual_region:
+            raise ValueError(f"grid={self.grid!r} is a dual-region grid; it needs dual_region=True")
+        if self.grid == "release-fair" and self.a_bits < 3:
+            raise ValueError("grid='release-fair' needs a_bits >= 3 (a dense region of >= 2 bits)")
+        if self.loop not in ("spec", "release"):
+            raise ValueError(f"loop must be 'spec' or 'release', got {self.loop!r}")
+        if self.loop == "release" and self.act_init != "release":
+            raise ValueError("loop='release' weighs blocks by the input statistics of act_init='release'")
+        if self.sen_weight < 0 or self.epochs < 0 or self.lr_abs < 0 or not 0 < self.lr_gamma <= 1:
+            raise ValueError("sen_weight, epochs and lr_abs must be >= 0 and lr_gamma in (0, 1]")
+        if self.layer_rule not in ("", *LAYER_RULES):
+            raise ValueError(f"layer_rule must be '' or one of {LAYER_RULES}, got {self.layer_rule!r}")
         if self.sensitivity not in SENSITIVITIES:
             raise ValueError(f"sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}")
         if self.lam < 0:
@@ -110,14 +151,46 @@ class OutlierAwareConfig(QuantConfig):
     def rebuild(self, qmodel: nn.Module) -> None:
         """Install the dual-region quantizers on a freshly prepared model (used by :func:`srquant.load`)."""
         if self.dual_region:
-            install_dual_region_quantizers(qmodel, self.level_split)
+            install_dual_region_quantizers(qmodel, self.level_split, self.grid)
 
 
-def install_dual_region_quantizers(qmodel: nn.Module, level_split: str = "summary") -> None:
-    """Replace every QuantLayer's input quantizer by a :class:`DualRegionQuantizer` (bit width from the plan)."""
+def install_dual_region_quantizers(qmodel: nn.Module, level_split: str = "summary", grid: str = "spec") -> None:
+    """Replace every QuantLayer's input quantizer by a :class:`DualRegionQuantizer` (``grid="spec"``) or the
+    release's :class:`ReleaseDualRegionQuantizer` (bit width from the plan)."""
     for _, layer in quant_layers(qmodel):
         if not isinstance(layer.input_quant, DualRegionQuantizer):
-            layer.input_quant = DualRegionQuantizer(layer.input_quant.bits, level_split)
+            bits = layer.input_quant.bits
+            layer.input_quant = (DualRegionQuantizer(bits, level_split) if grid == "spec"
+                                 else ReleaseDualRegionQuantizer(bits, fair=grid == "release-fair"))
+
+
+class ReleaseObserver(EMAObserver):
+    """The release's calibration statistics: EMA min / max as :class:`EMAObserver`; bp = the signed ``quantile``
+    of the latest batch (the release's bp EMA line mixes bp with itself, so the last batch wins); the per-batch mean
+    over samples of the per-sample standard deviation (its sensitivity statistic)."""
+
+    def __init__(self, beta: float, quantile: float):
+        super().__init__(beta, 100 * quantile)
+        self.quantile, self.bp, self.stds = quantile, None, []
+
+    def update(self, x: torch.Tensor) -> None:
+        super().update(x)
+        flat = x.detach().double().reshape(-1).numpy()
+        self.bp = torch.tensor(float(np.quantile(flat, self.quantile)))  # numpy's linear interpolation, as released
+        self.stds.append(float(x.detach().flatten(1).std(dim=1).mean()))
+
+
+def omse_bound(w: torch.Tensor, bits: int, fractions: int = 90) -> torch.Tensor:
+    """The release's weight bound u_w (``init_qparams_w``, quantizer_w='omse'): shrink [min, max] by 1, 0.99, ...
+    (``fractions`` steps), keep the pair with the least squared error of a 2^b-level grid on it; u_w = its upper
+    end (the symmetric grid [-u_w, u_w] is then used)."""
+    flat = w.detach().reshape(1, -1)
+    keep = 1.0 - 0.01 * torch.arange(fractions, dtype=flat.dtype).reshape(-1, 1)
+    lo, hi = flat.min() * keep, flat.max() * keep
+    steps = 2**bits - 1
+    span = (hi - lo).clamp_min(1e-12)
+    wq = torch.round((torch.minimum(torch.maximum(flat, lo), hi) - hi) / span * steps) / steps * span + hi
+    return hi[int(((flat - wq) ** 2).mean(1).argmin()), 0]
 
 
 @torch.no_grad()
@@ -129,15 +202,19 @@ def calibrate(qmodel: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig
     observers = {}
     samples = (1 << 20) if config.act_init == "mse" else 0
     for name, layer in layers:
-        observers[name] = EMAObserver(config.ema_beta, config.bp_percentile, samples, config.seed)
+        observers[name] = (ReleaseObserver(config.ema_beta, config.bp_percentile / 100) if config.act_init == "release"
+                           else EMAObserver(config.ema_beta, config.bp_percentile, samples, config.seed))
         layer.input_quant.observer, layer.input_quant.mode = observers[name], "observe"
     run_batches(qmodel, calib, config.batch_size)
-    weight_range = mse_weights if config.w_init == "mse" else minmax_weights
+    weight_range = {"mse": mse_weights, "minmax": minmax_weights, "omse": _omse_weights}[config.w_init]
     for name, layer in layers:
         q, obs = layer.input_quant, observers[name]
         q.observer, q.mode = None, "off"
         layer.weight_quant.set_range(*weight_range(layer.weight.detach(), layer.weight_quant))
         if obs.lo is None:
+            continue
+        if config.act_init == "release":
+            q.set_range(obs.ema["min"], obs.ema["max"], obs.bp)
             continue
         lo, hi = (obs.ema["min"], obs.ema["max"]) if config.act_init == "ema" else (obs.lo, obs.hi)
         if not isinstance(q, DualRegionQuantizer):
@@ -149,6 +226,13 @@ def calibrate(qmodel: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig
             q.set_range(*dual_region_mse_range(obs.samples(), q.bits, q.level_split, one_sided), one_sided=one_sided)
         else:
             q.set_range(lo, hi, obs.ema["bp"], one_sided=one_sided)
+    qmodel.input_stds = {name: sum(obs.stds) / len(obs.stds) for name, obs in observers.items()
+                         if getattr(obs, "stds", None)}
+
+
+def _omse_weights(w: torch.Tensor, q) -> tuple[torch.Tensor, torch.Tensor]:
+    bound = omse_bound(w, q.bits)
+    return -bound, bound
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -222,10 +306,87 @@ def sensitivity_aware_finetune(qmodel: nn.Module, fp_model: nn.Module, calib: to
     return reports
 
 
+# --------------------------------------------------------------------------------------------------------------
+# The release's finetuning (haiiling/OAQ-SR src/trainer.py)
+# --------------------------------------------------------------------------------------------------------------
+def release_block_names(qmodel: nn.Module) -> list[str]:
+    """The blocks whose outputs the release's loss compares (EDSR's ResBlocks there): multi-layer blocks."""
+    return [u.name for u in find_units(qmodel, "block") if u.kind == "block" and len(u.layers) > 1]
+
+
+def release_sensitivities(qmodel: nn.Module, input_range: float) -> torch.Tensor:
+    """s = softmax over the quantized layers (module order) of the mean input standard deviation, on the release's
+    0-255 pixel scale (``trainer.py``: exp / sum over every QConv2d)."""
+    stds = torch.tensor([qmodel.input_stds[n] for n, _ in quant_layers(qmodel)], dtype=torch.float64)
+    return torch.softmax(stds * RELEASE_PIXEL_RANGE / input_range, 0).float()
+
+
+def release_loss(out_q: torch.Tensor, out_fp: torch.Tensor, feats_q: list[torch.Tensor], feats_fp: list[torch.Tensor],
+                 weights: torch.Tensor, sen_weight: float, lam: float) -> torch.Tensor:
+    """lam * L1(out) + sum_k weights[k] * sen_weight * || f_fp/||f_fp|| - f_q/||f_q|| || / N / K, every norm over
+    the whole batch tensor; block k is paired with the k-th layer's sensitivity, as the release indexes them."""
+    rec = F.l1_loss(out_q, out_fp)
+    n, k = len(out_q), len(feats_q)
+    sen = sum(weights[i] * sen_weight * (fp / fp.norm() - q / q.norm()).norm() / n / k
+              for i, (q, fp) in enumerate(zip(feats_q, feats_fp)))
+    return sen + lam * rec
+
+
+def release_schedule(config: OutlierAwareConfig, n_calib: int, input_range: float) -> list[tuple[str, float]]:
+    """(group, lr) per step: ``epochs`` epochs of ``n_calib // tune_batch_size`` steps cycling weight, act, bp;
+    each group's lr starts at ``lr_abs`` (activation groups on the pixel scale) and decays by ``lr_gamma`` after
+    each of its epochs (one StepLR per group)."""
+    per_epoch = max(1, n_calib // config.tune_batch_size)
+    base = {"weight": config.lr_abs, "act": pixel_lr(config.lr_abs, input_range), "bp": pixel_lr(config.lr_abs, input_range)}
+    schedule = []
+    for epoch in range(config.epochs):
+        group = RELEASE_GROUPS[epoch % len(RELEASE_GROUPS)]
+        schedule += [(group, base[group] * config.lr_gamma ** (epoch // len(RELEASE_GROUPS)))] * per_epoch
+    return schedule
+
+
+def release_finetune(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig) -> list[float]:
+    """The release's finetuning of u_w, (l_a, u_a) and bp against the float model; returns the step losses."""
+    input_range = getattr(getattr(fp_model, "sr_info", None), "input_range", 1.0)
+    layers = [layer for _, layer in quant_layers(qmodel)]
+    groups = {"weight": [p for l in layers for p in l.weight_quant.range_params()["bounds"]],
+              "act": [p for l in layers for p in l.input_quant.range_params()["bounds"]],
+              "bp": [p for l in layers for p in l.input_quant.range_params().get("breakpoint", [])]}
+    names = release_block_names(qmodel)
+    weights = release_sensitivities(qmodel, input_range)
+    if config.sensitivity == "uniform":
+        weights = torch.ones_like(weights)
+    q_taps, fp_taps = OutputTaps(qmodel, names), OutputTaps(fp_model, names)
+    schedule = release_schedule(config, len(calib), input_range)
+    batches = epoch_batches(len(calib), config.tune_batch_size, len(schedule), torch.Generator().manual_seed(config.seed))
+
+    def loss_at(step: int) -> torch.Tensor:
+        x = calib[batches[step]]
+        with torch.no_grad():
+            out_fp = fp_model(x)
+        out_q = qmodel(x)
+        feats = ([q_taps.outputs[n] for n in names], [fp_taps.outputs[n] for n in names])
+        sen = 0.0 if config.sensitivity == "none" else config.sen_weight
+        return release_loss(out_q, out_fp, *feats, weights, sen, config.lam)
+
+    try:
+        losses = train_groups(groups, schedule, loss_at)
+    finally:
+        q_taps.remove()
+        fp_taps.remove()
+    qmodel.tuning_losses = losses
+    return losses
+
+
 @register_method(OutlierAwareConfig)
-def outlier_aware(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig) -> None:
+def outlier_aware(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig) -> nn.Module:
+    if config.layer_rule:
+        qmodel = official_prepare(fp_model, config, config.layer_rule)
     if config.dual_region:
-        install_dual_region_quantizers(qmodel, config.level_split)
+        install_dual_region_quantizers(qmodel, config.level_split, config.grid)
     calibrate(qmodel, calib, config)
-    if config.finetune and config.iters > 0:
+    if config.finetune and config.loop == "release" and config.epochs > 0:
+        release_finetune(qmodel, fp_model, calib, config)
+    elif config.finetune and config.loop == "spec" and config.iters > 0:
         sensitivity_aware_finetune(qmodel, fp_model, calib, config)
+    return qmodel

@@ -16,6 +16,11 @@ Where srquant differs from the released code (see docs/ptq4sr.md): the clip boun
 quantizer's initial range width and decay to 0 (the loop's convention; the release uses absolute rates decaying to
 0.4x); the release's hooks detach the quantized block outputs, so its feature term has no gradient, whereas here it
 trains the bounds as the paper describes (``feature_weight=0`` gives the release's effective loss).
+
+``variant="official"`` runs the release's choices instead (docs/fidelity.md): p = 1e-4 at every width but 8
+(1e-5), the release's lower clip edge, asymmetric per-channel min/max weights, calibration batches of 16, first and
+last conv at W8A8 with every other conv at the widths, and PaC with L1 only (its feature term is detached), absolute
+learning rates with a cosine to 0.4x, no keep-best.
 """
 from __future__ import annotations
 
@@ -30,9 +35,22 @@ from ..quant.model import calibrate_ranges, observe_inputs, quant_layers, quanti
 from ..quant.observers import histogram
 from ..quant.tuning import LossContext, OutputTaps, TuningConfig, find_units, reconstruct
 from .base import QuantConfig, register_method
+from .official import (
+    LAYER_RULES, apply_official, check_variant, cosine_lr, epoch_batches, official_prepare, pixel_lr, train_groups,
+)
 from .uniform import minmax_weights
 
 PAPER_CLIP_MASS = {4: 5e-4, 6: 1e-4, 8: 1e-5}  # p of the official configs (W4A4, W6A6, W8A8)
+# huawei-noah/Efficient-Computing Quantization/PTQ4SR basicsr/quant/quant.py: Quantization(percentile=1e-4) is never
+# given the configured value by layers.py, and 8-bit quantizers switch to 1e-5
+RELEASE_CLIP_MASS, RELEASE_CLIP_MASS_8 = 1e-4, 1e-5
+DBDC_OFFICIAL = dict(p_source="release", lower_edge="release", w_symmetric=False, batch_size=16, layer_rule="first-last8")
+PTQ4SR_OFFICIAL = dict(DBDC_OFFICIAL, feature_weight=0.0, lr_mode="absolute", lr_floor=0.4, keep_best=False)
+
+
+def release_clip_mass(bits: int) -> float:
+    """The clipped mass the release really uses: 1e-4, and 1e-5 for 8-bit quantizers."""
+    return RELEASE_CLIP_MASS_8 if bits == 8 else RELEASE_CLIP_MASS
 
 
 def default_clip_mass(bits: int) -> float:
@@ -45,10 +63,11 @@ def default_clip_mass(bits: int) -> float:
     return PAPER_CLIP_MASS[b0] ** (1 - t) * PAPER_CLIP_MASS[b1] ** t
 
 
-def density_clip_range(hist: torch.Tensor, edges: torch.Tensor, p: float) -> tuple[float, float]:
+def density_clip_range(hist: torch.Tensor, edges: torch.Tensor, p: float, lower_edge: str = "outer") -> tuple[float, float]:
     """Clip range of a histogram (counts ``hist``, ``len(hist) + 1`` bin ``edges``): while the kept bins hold more
     than ``(1 - p)`` of the total count, drop the end bin with the lower count (the upper one on a tie). Returns the
-    outer edges of the kept bins (``p = 0`` keeps the whole range)."""
+    outer edges of the kept bins (``p = 0`` keeps the whole range); ``lower_edge="release"``: the lower bound is the
+    first kept bin's upper edge, as the release's ``min + interval * (lower_idx + 1)``."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"clipped mass p must be in [0, 1), got {p}")
     counts = hist.double().tolist()
@@ -63,13 +82,13 @@ def density_clip_range(hist: torch.Tensor, edges: torch.Tensor, p: float) -> tup
         else:
             kept -= counts[hi]
             hi -= 1
-    return float(edges[lo]), float(edges[hi + 1])
+    return float(edges[lo + (lower_edge == "release")]), float(edges[hi + 1])
 
 
-def dbdc_range(values: torch.Tensor, p: float, bins: int = 2048) -> tuple[float, float]:
+def dbdc_range(values: torch.Tensor, p: float, bins: int = 2048, lower_edge: str = "outer") -> tuple[float, float]:
     """DBDC range of a set of values: :func:`density_clip_range` on a ``bins``-bin histogram over [min, max]."""
     counts, _, lo, hi = histogram(values.detach().flatten(), bins)
-    return density_clip_range(counts, torch.linspace(lo, hi, bins + 1), p)
+    return density_clip_range(counts, torch.linspace(lo, hi, bins + 1), p, lower_edge)
 
 
 @dataclass
@@ -81,9 +100,25 @@ class DBDCConfig(QuantConfig):
     method = "dbdc"
     p: float | None = None
     bins: int = 2048
+    variant: str = "spec"  # spec: the paper as specified | official: the released code's choices (DBDC_OFFICIAL)
+    p_source: str = "paper"  # p=None: paper (default_clip_mass) | release (release_clip_mass: 1e-4, 1e-5 at 8 bits)
+    lower_edge: str = "outer"  # outer: kept bins' outer edge | release: one bin higher (the release's formula)
+    layer_rule: str = ""  # "": the scope decides | first-last8: every conv, the first and the last at W8A8
+
+    OFFICIAL = DBDC_OFFICIAL
 
     def __post_init__(self) -> None:
+        check_variant(self.variant)
+        if self.variant == "official":
+            apply_official(self, self.OFFICIAL)
         super().__post_init__()
+        if self.p_source not in ("paper", "release") or self.lower_edge not in ("outer", "release"):
+            raise ValueError(f"p_source must be paper or release, lower_edge outer or release; got {self.p_source!r}, "
+                             f"{self.lower_edge!r}")
+        if self.layer_rule not in ("", *LAYER_RULES):
+            raise ValueError(f"layer_rule must be '' or one of {LAYER_RULES}, got {self.layer_rule!r}")
+        if self.variant == "official" and self.act_points != "inputs":
+            raise ValueError("variant='official' quantizes layer inputs and weights only (act_points='inputs')")
         if self.p is not None and not (isinstance(self.p, (int, float)) and 0.0 <= self.p < 1.0):
             raise ValueError(f"p (clipped mass) must be a number in [0, 1) or None, got {self.p!r}")
         if not isinstance(self.bins, int) or self.bins < 2:
@@ -92,7 +127,9 @@ class DBDCConfig(QuantConfig):
             raise ValueError(f"{self.method} clips per-tensor activation histograms; a_granularity must be 'tensor'")
 
     def clip_mass(self, bits: int) -> float:
-        return default_clip_mass(bits) if self.p is None else self.p
+        if self.p is not None:
+            return self.p
+        return release_clip_mass(bits) if self.p_source == "release" else default_clip_mass(bits)
 
 
 def _activation_quantizers(qmodel: nn.Module) -> dict[str, nn.Module]:
@@ -111,15 +148,19 @@ def dbdc_calibrate(qmodel: nn.Module, calib: torch.Tensor, config: DBDCConfig) -
             q = targets[name]
             if id(q) not in done:
                 done.add(id(q))
-                per_batch.setdefault(id(q), []).append(dbdc_range(obs.samples(), config.clip_mass(q.bits), config.bins))
+                per_batch.setdefault(id(q), []).append(
+                    dbdc_range(obs.samples(), config.clip_mass(q.bits), config.bins, config.lower_edge))
     means = {key: torch.tensor(bounds, dtype=torch.float64).mean(0).float() for key, bounds in per_batch.items()}
     calibrate_ranges(qmodel, calib, config, lambda obs, q: (means[id(q)][0], means[id(q)][1]), minmax_weights,
                      samples=False)
 
 
 @register_method(DBDCConfig)
-def dbdc(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DBDCConfig) -> None:
+def dbdc(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DBDCConfig) -> nn.Module:
+    if config.layer_rule:
+        qmodel = official_prepare(fp_model, config, config.layer_rule)
     dbdc_calibrate(qmodel, calib, config)
+    return qmodel
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -187,9 +228,19 @@ class PTQ4SRConfig(DBDCConfig):
     blocks: list[str] = field(default_factory=list)  # block name patterns (empty: ModelSpec, then auto-detect)
     keep_best: bool = True  # a stage that ends worse on the calibration loss restores the bounds it started from
     progress: bool = True
+    lr_mode: str = "relative"  # relative: x each quantizer's initial width, cosine to 0 (srquant's loop) | absolute:
+    # the release's loop (release_pac): lr_act on the 0-255 pixel scale, lr_weight as is, cosine to lr_floor x start
+    lr_floor: float = 0.0  # lr_mode="absolute": the cosine ends at this fraction of the start (release: 0.4)
+
+    OFFICIAL = PTQ4SR_OFFICIAL
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.lr_mode not in ("relative", "absolute") or not 0 <= self.lr_floor <= 1:
+            raise ValueError(f"lr_mode must be relative or absolute and lr_floor in [0, 1], got {self.lr_mode!r}, "
+                             f"{self.lr_floor}")
+        if self.lr_mode == "absolute" and self.feature_weight > 0:
+            raise ValueError("lr_mode='absolute' runs the release's PaC loop, whose loss is L1 only (feature_weight=0)")
         if self.iters_act < 0 or self.iters_weight < 0:
             raise ValueError(f"iters_act and iters_weight must be >= 0, got {self.iters_act}, {self.iters_weight}")
         if self.tune_batch_size < 1:
@@ -234,7 +285,35 @@ def pixel_aware_calibration(qmodel: nn.Module, fp_model: nn.Module, calib: torch
     return reports
 
 
+def release_pac(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: PTQ4SRConfig) -> list[float]:
+    """The release's PaC (``basicsr/ptq4sr.py``): ``iters_act`` steps on the activation bounds, then ``iters_weight``
+    on the weight bounds, Adam at absolute rates with a cosine to ``lr_floor`` x start, loss L1(out_q, out_fp) (the
+    release's feature term is computed on detached outputs and adds no gradient); returns the step losses."""
+    input_range = getattr(getattr(fp_model, "sr_info", None), "input_range", 1.0)
+    layers = [layer for _, layer in quant_layers(qmodel)]
+    groups = {"act": [p for l in layers for p in l.input_quant.range_params()["bounds"]],
+              "weight": [p for l in layers for p in l.weight_quant.range_params()["bounds"]]}
+    act_lr = pixel_lr(config.lr_act, input_range)
+    schedule = [("act", lr) for lr in cosine_lr(act_lr, act_lr * config.lr_floor, config.iters_act)]
+    schedule += [("weight", lr) for lr in cosine_lr(config.lr_weight, config.lr_weight * config.lr_floor, config.iters_weight)]
+    batches = epoch_batches(len(calib), config.tune_batch_size, len(schedule), torch.Generator().manual_seed(config.seed))
+
+    def loss_at(step: int) -> torch.Tensor:
+        x = calib[batches[step]]
+        with torch.no_grad():
+            out_fp = fp_model(x)
+        return F.l1_loss(qmodel(x), out_fp)
+
+    losses = train_groups(groups, schedule, loss_at)
+    _check_finite(qmodel, "release PaC")
+    qmodel.tuning_losses = losses
+    return losses
+
+
 @register_method(PTQ4SRConfig)
-def ptq4sr(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: PTQ4SRConfig) -> None:
+def ptq4sr(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: PTQ4SRConfig) -> nn.Module:
+    if config.layer_rule:
+        qmodel = official_prepare(fp_model, config, config.layer_rule)
     dbdc_calibrate(qmodel, calib, config)
-    pixel_aware_calibration(qmodel, fp_model, calib, config)
+    (release_pac if config.lr_mode == "absolute" else pixel_aware_calibration)(qmodel, fp_model, calib, config)
+    return qmodel

@@ -167,3 +167,69 @@ class DualRegionQuantizer(nn.Module):
         if self.mode == "observe" and self.observer is not None:
             self.observer.update(x.detach())
         return x
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The released code's grid (haiiling/OAQ-SR, src/model/quantize.py, QConv2d.forward)
+# --------------------------------------------------------------------------------------------------------------
+def _affine_grid(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int) -> torch.Tensor:
+    """``levels`` uniform levels from ``lo`` to ``hi`` (both included); ``x`` is clamped with the bounds detached,
+    so the bounds learn only through the step and offset (as the release's float() clamps)."""
+    step = (hi - lo).clamp_min(EPS) / (levels - 1)
+    x = torch.minimum(torch.maximum(x, lo.detach()), hi.detach())
+    return torch.clamp(round_ste((x - lo) / step), 0, levels - 1) * step + lo
+
+
+def _symmetric_grid(x: torch.Tensor, bp: torch.Tensor, levels: int) -> torch.Tensor:
+    """The release's dense region: step 2 bp / (levels - 1), integer codes -levels/2 .. levels/2 - 1 (0 is a level)."""
+    step = 2 * bp.clamp_min(EPS) / (levels - 1)
+    x = torch.minimum(torch.maximum(x, -bp.detach()), bp.detach())
+    return torch.clamp(round_ste(x / step), -(levels // 2), levels // 2 - 1) * step
+
+
+def release_quant(x: torch.Tensor, l_a: torch.Tensor, u_a: torch.Tensor, bp: torch.Tensor, dense_bits: int) -> torch.Tensor:
+    """The released dual-region grid with ``dense_bits`` = b. If ``l_a < -bp``: dense [-bp, bp] with 2^b codes and
+    each tail ([l_a, -bp], [bp, u_a]) with 2^(b-1); else [l_a, bp] and [bp, u_a] with 2^b codes each. Either way
+    2^(b+1) codes: a (b+1)-bit activation. The branch is chosen at every call, as in the release."""
+    full, half = 2**dense_bits, 2 ** (dense_bits - 1)
+    if bool(l_a < -bp):
+        out = torch.where(x > -bp, _symmetric_grid(x, bp, full), _affine_grid(x, l_a, -bp, half))
+        return torch.where(x < bp, out, _affine_grid(x, bp, u_a, half))
+    return torch.where(x > bp, _affine_grid(x, bp, u_a, full), _affine_grid(x, l_a, bp, full))
+
+
+def release_codes(dense_bits: int) -> int:
+    """Codes of :func:`release_quant` at ``dense_bits`` (either branch): 2^(b+1)."""
+    return 2 ** (dense_bits + 1)
+
+
+def grid_codes(bits: int, split: str = "summary", one_sided: bool = False) -> int:
+    """Distinct values of the spec's dual-region grid (:func:`split_levels`; +-bp are shared between regions)."""
+    dense, side = split_levels(bits, split, one_sided)
+    return dense + side * (1 if one_sided else 2)
+
+
+class ReleaseDualRegionQuantizer(DualRegionQuantizer):
+    """The release's dual-region quantizer (:func:`release_quant`). ``code_bits`` is the activation width it really
+    uses: ``bits + 1`` with ``fair=False`` (the release: the dense region gets the full ``bits``), ``bits`` with
+    ``fair=True`` (the same grid one bit narrower: dense ``bits - 1``)."""
+
+    def __init__(self, bits: int, fair: bool = False):
+        super().__init__(bits, "full")
+        self.fair = fair
+        if self.dense_bits < 2:
+            raise ValueError(f"the release grid needs a dense region of >= 2 bits, got {self.dense_bits}")
+
+    @property
+    def dense_bits(self) -> int:
+        return self.bits - 1 if self.fair else self.bits
+
+    @property
+    def code_bits(self) -> int:
+        return self.dense_bits + 1
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, release grid, {release_codes(self.dense_bits)} codes, mode={self.mode}"
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        return release_quant(x, self.l_a, self.u_a, self.bp, self.dense_bits)
