@@ -41,6 +41,10 @@ class ImageError(SrquantError, ValueError):
     """An image that cannot be read or used."""
 
 
+class ArtifactError(SrquantError, ValueError):
+    """A JSON file srquant wrote earlier (results, a sweep's cached cell) that is damaged or was edited."""
+
+
 class OnnxError(SrquantError, RuntimeError):
     """An ONNX file that ONNX Runtime cannot load or run."""
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import ConfigError, InputError, OutputError
+from .errors import ArtifactError, ConfigError, InputError, OutputError
 
 _CHUNK = 1 << 20
 
@@ -63,6 +64,33 @@ def sha256_files(paths: Iterable[str | Path]) -> str:
     for path in paths:
         digest.update(f"{Path(path).name}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def _json_digest(payload: dict[str, Any]) -> str:
+    canonical = json.dumps({k: v for k, v in payload.items() if k != "sha256"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def checked_json(payload: dict[str, Any], indent: int | None = 2) -> str:
+    """JSON text of ``payload`` with a ``sha256`` entry over the rest (verified by :func:`read_checked_json`)."""
+    return json.dumps({**payload, "sha256": _json_digest(payload)}, indent=indent) + "\n"
+
+
+def read_checked_json(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON object written by :func:`checked_json` (the ``sha256`` entry verified and dropped; files without one,
+    from older versions, are read as they are); a damaged file raises :class:`ArtifactError` naming it."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"{what} {path} is not readable JSON ({err})") from None
+    if not isinstance(payload, dict):
+        raise ArtifactError(f"{what} {path} holds a {type(payload).__name__}, not a JSON object")
+    if "sha256" in payload and payload.pop("sha256") != _json_digest(payload):
+        raise ArtifactError(f"{what} {path} is corrupted or was edited: its contents do not match its sha256")
+    return payload
 
 
 def parse_yaml(text: str, source: str) -> Any:

@@ -1,13 +1,13 @@
 """The one result schema of srquant: ``{"srquant_version", "results": [record, ...]}``, written atomically."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .fileio import atomic_path
+from .errors import ArtifactError
+from .fileio import atomic_path, checked_json, read_checked_json
 
 
 @dataclass
@@ -44,13 +44,17 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_results(path: str | Path, records: list[ResultRecord]) -> None:
+    """The result schema with a ``sha256`` of its contents (checked by :func:`read_results`)."""
     payload = {"srquant_version": __version__, "results": [r.to_dict() for r in records]}
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(path, checked_json(payload))
 
 
 def read_results(path: str | Path) -> list[ResultRecord]:
-    payload = json.loads(Path(path).read_text())
-    return [ResultRecord(**r) for r in payload["results"]]
+    payload = read_checked_json(path, "results file")
+    try:
+        return [ResultRecord(**r) for r in payload["results"]]
+    except (KeyError, TypeError) as err:
+        raise ArtifactError(f"results file {path} does not follow the result schema ({err!r})") from None
 
 
 def markdown_table(records: list[ResultRecord]) -> str:

@@ -3,14 +3,14 @@ with every file's SHA-256 is written last. A run killed before :meth:`RunFolder.
 a folder without a valid manifest (killed inside the commit itself, or edited by hand) is never reused."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .fileio import sha256_file
+from .errors import SrquantError
+from .fileio import checked_json, read_checked_json, sha256_file
 from .results import write_text_atomic
 from .validate import check_output_dir
 
@@ -30,13 +30,13 @@ class RunFolder:
     def valid_manifest(self) -> dict[str, Any] | None:
         """The committed manifest when it is well formed and every file it lists still has its SHA-256, else None."""
         try:
-            manifest = json.loads((self.path / MANIFEST).read_text())
+            manifest = read_checked_json(self.path / MANIFEST, "run manifest")
             files = manifest["files"]
             if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
                 return None
             if all(sha256_file(self.path / name) == digest for name, digest in files.items()):
                 return manifest
-        except (OSError, ValueError, KeyError, TypeError):
+        except (SrquantError, OSError, KeyError, TypeError):
             pass
         return None
 
@@ -47,7 +47,7 @@ class RunFolder:
         for staged in sorted(self.staging.iterdir()):
             os.replace(staged, self.path / staged.name)
         files = {name: sha256_file(self.path / name) for name in sorted(names)}
-        write_text_atomic(self.path / MANIFEST, json.dumps({"format": MANIFEST_FORMAT, "files": files}, indent=2) + "\n")
+        write_text_atomic(self.path / MANIFEST, checked_json({"format": MANIFEST_FORMAT, "files": files}))
         self.discard()
 
     def discard(self) -> None:

@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..fileio import checked_json, read_checked_json
 from ..results import ResultRecord, write_results, write_text_atomic
 from .config import Cell, CropEntry, SweepConfig, Variant, expand
 from .runner import check_crop, hardware, inline_executor, local_executor, payload_key, ray_executor, run_cell, run_cells
@@ -60,7 +61,7 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, executor=None, progress:
         text += "\n## Failed cells\n\n" + "".join(f"- `{k}`: {e}\n" for k, e in run.failures.items())
     write_text_atomic(out_dir / "tables.md", text)
     summary = {"config": config.name, "sweep": run.config, "cells": [c.key() for c in cells], "failed": run.failures}
-    write_text_atomic(out_dir / "sweep.json", json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(out_dir / "sweep.json", checked_json(summary, indent=1))
     return records
 
 
@@ -70,8 +71,8 @@ def load_run(out_dir: str | Path) -> SweepRun:
     summary_path = out_dir / "sweep.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"{summary_path} not found: not a sweep folder (run `srquant bench CONFIG --out {out_dir}`)")
-    summary = json.loads(summary_path.read_text())
-    payloads = [json.loads((out_dir / "cells" / f"{key}.json").read_text()) for key in summary["cells"]]
+    summary = read_checked_json(summary_path, "sweep summary")
+    payloads = [read_checked_json(out_dir / "cells" / f"{key}.json", "cached cell") for key in summary["cells"]]
     return SweepRun(summary["sweep"], payloads)
 
 

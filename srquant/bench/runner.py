@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import platform
+import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -16,6 +16,8 @@ from typing import Callable, Iterable
 
 from tqdm.auto import tqdm
 
+from ..errors import ArtifactError
+from ..fileio import checked_json, read_checked_json
 from ..results import write_text_atomic
 from .config import CalibEntry, Cell, CropEntry, ModelEntry, SweepConfig
 
@@ -175,7 +177,14 @@ def pending(cells: list[Cell], cache_dir: Path, retry_failed: bool = False) -> l
 
     def cached(cell: Cell) -> bool:
         path = cache_dir / f"{cell.key()}.json"
-        return path.exists() and not (retry_failed and "error" in json.loads(path.read_text()))
+        if not path.exists():
+            return False
+        try:
+            payload = read_checked_json(path, "cached cell")
+        except ArtifactError as err:
+            print(f"srquant: {err}; running the cell again", file=sys.stderr)
+            return False
+        return not (retry_failed and "error" in payload)
 
     return [c for c in cells if not cached(c)]
 
@@ -189,8 +198,8 @@ def run_cells(cells: list[Cell], cache_dir: Path, executor: Callable[[list[dict]
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", disable=not progress)
     for payload in executor([asdict(c) for c in todo]):
         key = payload_key(payload)
-        write_text_atomic(cache_dir / f"{key}.json", json.dumps(payload, indent=1) + "\n")
+        write_text_atomic(cache_dir / f"{key}.json", checked_json(payload, indent=1))
         bar.set_postfix_str(("FAILED " if "error" in payload else "") + key.rsplit("-", 1)[0])
         bar.update()
     bar.close()
-    return [json.loads((cache_dir / f"{c.key()}.json").read_text()) for c in cells]
+    return [read_checked_json(cache_dir / f"{c.key()}.json", "cached cell") for c in cells]

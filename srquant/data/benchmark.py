@@ -7,6 +7,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import InputError
 from .images import ImageError, list_images, mod_crop, read_image
 from .imresize import imresize
 
@@ -50,14 +51,14 @@ class BenchmarkFolder:
             raise ValueError(f"lr_source must be 'auto' or 'generate', not {lr_source!r}")
         self.root, self.scale, self.lr_source = Path(root), int(scale), lr_source
         if not self.root.is_dir():
-            raise FileNotFoundError(f"benchmark folder not found: {self.root}")
+            raise InputError(f"benchmark folder not found: {self.root}")
         self.name = name or self.root.name
         for candidate in (self.root / f"HR_x{scale}", self.root / "HR", self.root):
             if candidate.is_dir() and list_images(candidate):
                 self.hr_dir = candidate
                 break
         else:
-            raise FileNotFoundError(f"no HR images in {self.root} (looked in HR_x{scale}/, HR/ and the folder itself)")
+            raise InputError(f"no HR images in {self.root} (looked in HR_x{scale}/, HR/ and the folder itself)")
         self.paths = list_images(self.hr_dir)
         if files is not None:
             self.paths = [self.hr_dir / f for f in files]
@@ -82,9 +83,10 @@ class BenchmarkFolder:
 
     def load(self, hr_path: Path) -> SRPair:
         hr, gray = read_image(hr_path, with_gray_flag=True)
-        hr = mod_crop(hr, self.scale)
         if min(hr.shape[:2]) < 2 * self.scale:
-            raise ImageError(f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small for x{self.scale}")
+            raise ImageError(f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small for x{self.scale} "
+                             f"(at least {2 * self.scale}x{2 * self.scale})")
+        hr = mod_crop(hr, self.scale)
         lr_path = self._lr_path(hr_path)
         if lr_path is None:
             lr = imresize(hr, 1.0 / self.scale)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ConfigError, InputError
 from .images import ImageError, list_images, read_image, to_grayscale_rgb
 from .imresize import imresize
 
@@ -35,11 +36,13 @@ def sample_lr_patches(
 
     Images are visited round-robin in a seeded order so that every image contributes when n >= number of images.
     """
+    if not isinstance(folder, list) and not Path(folder).is_dir():
+        raise InputError(f"calibration folder not found: {folder}")
     paths = list_images(folder) if not isinstance(folder, list) else [Path(p) for p in folder]
     if not paths:
-        raise FileNotFoundError(f"no images in calibration folder {folder}")
+        raise InputError(f"no images in calibration folder {folder}")
     if n < 1 or patch < 1:
-        raise ValueError(f"need n >= 1 and patch >= 1, got n={n}, patch={patch}")
+        raise ConfigError(f"need n >= 1 and patch >= 1, got n={n}, patch={patch}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(paths))
     hr_size = patch * scale
