@@ -30,6 +30,7 @@ fewer bits (their codes are stored in int8). Per-(out, in)-kernel weight ranges 
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import warnings
@@ -515,9 +516,22 @@ def _save_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
     from ..fileio import atomic_path
 
     path = Path(path)
+    model.metadata_props.append(onnx.StringStringEntryProto(key=GRAPH_DIGEST_KEY, value=graph_digest(model)))
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
     return path
+
+
+GRAPH_DIGEST_KEY = "srquant_graph_sha256"
+
+
+def graph_digest(model: onnx.ModelProto) -> str:
+    """SHA-256 of the graph (nodes and weights), stored in the file's metadata at export and verified on load.
+
+    It is prefixed with the producer: a tool that rewrites the graph (ONNX Runtime's quantize_static) keeps the
+    metadata but names itself the producer, so its output is not taken for a corrupted file."""
+    digest = hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+    return f"{model.producer_name}:{digest}"
 
 
 def export_float_onnx(model: nn.Module, path: str | Path, *, example: torch.Tensor | None = None,

@@ -20,6 +20,7 @@ import onnxruntime as ort
 import torch
 
 from ..errors import OnnxError, clean_message
+from .onnx_qdq import GRAPH_DIGEST_KEY, graph_digest
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -60,11 +61,17 @@ def open_session(path: str | Path, options: ort.SessionOptions) -> ort.Inference
     if not path.is_file():
         raise InputError(f"ONNX file not found: {path}")
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - ONNX Runtime's errors derive from Exception only
         if not type(err).__module__.startswith("onnxruntime"):
             raise
         raise OnnxError(f"{path} is not a valid ONNX model for ONNX Runtime ({clean_message(str(err)).strip()})") from None
+    meta = session.get_modelmeta()
+    stored = meta.custom_metadata_map.get(GRAPH_DIGEST_KEY)
+    if stored is not None and stored.startswith(f"{meta.producer_name}:"):
+        if stored != graph_digest(onnx.load(str(path), load_external_data=False)):
+            raise OnnxError(f"{path} is corrupted: its graph does not match the SHA-256 stored at export")
+    return session
 
 
 class OrtRunner:
