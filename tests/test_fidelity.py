@@ -167,3 +167,16 @@ def test_spec_stays_default_and_explicit_fields_win():
     assert config.bins == 512 and config.lower_edge == "release"
     with pytest.raises(ValueError, match="variant"):
         OutlierAwareConfig(variant="paper")
+
+
+def test_release_loss_rows_take_layer_weights_by_row_number():
+    """Two blocks, two samples: row r = k N + n is weighted by the r-th layer's sensitivity; per-sample normalized."""
+    from srquant.methods.outlier_aware import release_loss
+
+    out = torch.zeros(2, 3, 4, 4)
+    fp = [torch.ones(2, 1, 2, 2), torch.ones(2, 1, 2, 2)]
+    q = [torch.ones(2, 1, 2, 2), torch.ones(2, 1, 2, 2)]
+    q[1][1, 0, 0, 0] = -1.0  # block 1, sample 1 differs: row 3
+    dist = float((nn.functional.normalize(fp[1][1].flatten(), dim=0) - nn.functional.normalize(q[1][1].flatten(), dim=0)).norm())
+    weights = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert float(release_loss(out, out, q, fp, weights, 10.0, 5.0)) == pytest.approx(10 * 0.4 * dist / 2 / 4)

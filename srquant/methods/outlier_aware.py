@@ -323,13 +323,18 @@ def release_sensitivities(qmodel: nn.Module, input_range: float) -> torch.Tensor
 
 def release_loss(out_q: torch.Tensor, out_fp: torch.Tensor, feats_q: list[torch.Tensor], feats_fp: list[torch.Tensor],
                  weights: torch.Tensor, sen_weight: float, lam: float) -> torch.Tensor:
-    """lam * L1(out) + sum_k weights[k] * sen_weight * || f_fp/||f_fp|| - f_q/||f_q|| || / N / K, every norm over
-    the whole batch tensor; block k is paired with the k-th layer's sensitivity, as the release indexes them."""
-    rec = F.l1_loss(out_q, out_fp)
+    """The release's objective (``trainer.py``; ``common.py`` ResBlock collects the features): lam * L1(out) +
+    sen_weight * sum_r weights[r] * || u_fp[r] - u_q[r] || / N / (N K), over the N K rows (block k, sample n) in
+    block-major order (r = k N + n), each row a per-sample L2-normalized block output. The release indexes its
+    per-layer sensitivities by that row number, so row r takes the r-th layer's weight."""
     n, k = len(out_q), len(feats_q)
-    sen = sum(weights[i] * sen_weight * (fp / fp.norm() - q / q.norm()).norm() / n / k
-              for i, (q, fp) in enumerate(zip(feats_q, feats_fp)))
-    return sen + lam * rec
+    if len(weights) < n * k:
+        raise ValueError(f"the release pairs {n * k} feature rows with layer weights, but there are {len(weights)}")
+    sen = out_q.new_zeros(())
+    for i, (q, fp) in enumerate(zip(feats_q, feats_fp)):
+        dist = (F.normalize(fp.flatten(1), dim=1) - F.normalize(q.flatten(1), dim=1)).norm(dim=1)
+        sen = sen + (weights[i * n:(i + 1) * n].to(dist) * dist).sum()
+    return sen_weight * sen / n / (n * k) + lam * F.l1_loss(out_q, out_fp)
 
 
 def release_schedule(config: OutlierAwareConfig, n_calib: int, input_range: float) -> list[tuple[str, float]]:
