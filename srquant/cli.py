@@ -19,8 +19,16 @@ def _datasets(args: argparse.Namespace, scale: int) -> list[BenchmarkFolder]:
 
 
 def _build_model(args: argparse.Namespace):
+    """The float model of --model: a registered name, or ``path/to/file.py:ClassName`` with --model-args."""
     from .models import create, get_spec, list_models
+    from .models.from_file import create_from_file, is_model_file, parse_model_args
 
+    if is_model_file(args.model):
+        check_scale(args.scale, None, args.model)
+        if args.weights:
+            check_input_file(args.weights, "--weights")
+        return create_from_file(args.model, args.scale, args.weights, parse_model_args(args.model_args),
+                                args.input_range)
     spec = get_spec(args.model)
     check_scale(args.scale, spec.scales, spec.name)
     if args.weights is None and args.scale not in spec.default_weights:
@@ -54,21 +62,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
         check_output_file(args.json, "--json")
     if args.onnx:
         check_input_file(args.onnx, "--onnx file")
-    elif args.model == "bicubic":
-        check_scale(args.scale, None, "bicubic")
+    else:
+        args.model = args.model or "abpn"  # the embedded default; with --onnx, --model only describes a foreign file
+        if args.model == "bicubic":
+            check_scale(args.scale, None, "bicubic")
     kwargs = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet)
     datasets = None if args.onnx else _datasets(args, args.scale)
     if args.onnx:
-        from .export import OrtRunner
+        from .export import open_runner
 
-        runner = OrtRunner(args.onnx, threads=args.threads)
-        info = runner.sr_info(args.scale)
-        predict, name, backend = model_predictor(runner, info), info.name, "onnxruntime"
+        runner = open_runner(args.onnx, args.runtime, threads=args.threads)
+        info = runner.sr_info(args.scale, args.model if args.model and args.model != "bicubic" else None)
+        predict, name, backend = model_predictor(runner, info), info.name, runner.backend
         try:
             config = json.loads(runner.metadata().get("srquant_config", "{}"))
         except ValueError:
             raise ConfigError(f"{args.onnx}: its srquant_config metadata is not valid JSON") from None
-        kwargs.update(method=config.get("method"), w_bits=config.get("w_bits"), a_bits=config.get("a_bits"),
+        kwargs.update(method=config.get("method", "onnx"), w_bits=config.get("w_bits"), a_bits=config.get("a_bits"),
                       scope=config.get("scope"), config=config or None)
         datasets = _datasets(args, info.scale)
     elif args.model == "bicubic":
@@ -161,14 +171,15 @@ def _quantize_inputs(args: argparse.Namespace, config) -> dict:
     return json.loads(json.dumps(inputs, default=str))  # as it reads back from inputs.json
 
 
-def _reusable_model(run, inputs: dict, model, force: bool):
-    """The committed model of ``run`` when its manifest verifies and it was made from ``inputs``, else None."""
+def _reusable_model(run, inputs: dict, model, force: bool, files: list[str] = RUN_FILES):
+    """The committed model of ``run`` when its manifest verifies (with ``files``) and it was made from ``inputs``,
+    else None."""
     from . import api
 
     if force:
         return None
     manifest = run.valid_manifest()
-    if manifest is None or not set(RUN_FILES) <= set(manifest["files"]):
+    if manifest is None or not set(files) <= set(manifest["files"]):
         if (run.path / "model.pt").exists():
             print(f"{run.path} holds no complete run (manifest.json missing or not matching the files): calibrating")
         return None
@@ -251,6 +262,63 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+INT8_FILES = RUN_FILES + ["model_int8.onnx"]
+
+
+def cmd_int8(args: argparse.Namespace) -> None:
+    """Calibrate the int8 recipe, export the integer ONNX model, check it against the simulation, evaluate FP32,
+    the simulation and the integer model in the runtime; the folder is written as one unit and reused by content."""
+    from . import api
+    from .deploy import ONNX_FILE, check_runtime, export_int8, int8_records
+    from .evaluate import calibration_batch
+    from .results import markdown_table, write_results, write_text_atomic
+    from .runfolder import RunFolder
+
+    args.method, args.w_bits, args.a_bits, args.scope = "int8", 8, 8, "all"
+    args.clip_output, args.calib_gray, args.rd = None, False, None
+    config = _method_config(args)
+    _check_quantize_inputs(args)
+    if args.runtime == "openvino":
+        from .export.openvino import openvino_available
+
+        if not openvino_available():
+            raise InputError("--runtime openvino needs the OpenVINO runtime: pip install 'srquant[openvino]'")
+    model = _build_model(args)
+    info = model.sr_info
+    datasets = _datasets(args, args.scale)
+    inputs = _quantize_inputs(args, config)
+    run = RunFolder(args.out)
+    try:
+        qmodel = _reusable_model(run, inputs, model, args.force, INT8_FILES)
+        if qmodel is not None:
+            onnx_path = run.path / ONNX_FILE
+            print(f"reusing {run.path / 'model.pt'} and {onnx_path} (same weights, calibration images and options)")
+        else:
+            calib = calibration_batch(info, args.calib, args.n_calib, args.patch, args.seed)
+            qmodel = api.quantize(model, config, calib)
+            print(f"calibrated int8 on {len(calib)} patches in {qmodel.calib_seconds:.1f} s")
+            api.save(qmodel, run.staging / "model.pt")
+            paths = {"weights": args.weights, "calib": args.calib}
+            write_text_atomic(run.staging / "inputs.json", json.dumps({**inputs, "paths": paths}, indent=2) + "\n")
+            onnx_path = export_int8(qmodel, run.staging / ONNX_FILE)
+        runner, diff = check_runtime(qmodel, onnx_path, args.runtime, args.threads)
+        check = f"simulation vs {args.runtime}: max |diff| {diff:.3g} on a 64 px check input (output range {info.input_range:g})"
+        print(check)
+        records = int8_records(model, qmodel, runner, datasets, channel=args.channel, shave=args.shave,
+                               gray=args.gray, progress=not args.quiet)
+        table = markdown_table(records)
+        print(table, end="")
+        write_text_atomic(run.staging / "results.md", table + "\n" + check + "\n")
+        write_results(run.staging / "results.json", records)
+        run.commit(INT8_FILES)
+    finally:
+        run.discard()
+    print(f"wrote {', '.join(str(run.path / f) for f in INT8_FILES)}")
+    if args.json:
+        write_results(args.json, records)
+        print(f"wrote {args.json}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
@@ -269,9 +337,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     def model_args(p: argparse.ArgumentParser, default_model: str | None = "abpn") -> None:
-        p.add_argument("--model", default=default_model, help="registered model name (see `srquant models`)")
+        p.add_argument("--model", default=default_model,
+                       help="registered model name (see `srquant models`) or path/to/file.py:ClassName (an nn.Module "
+                            "taking NCHW RGB in [0, 1], or [0, 255] with --input-range 255)")
         p.add_argument("--scale", type=int, default=4)
         p.add_argument("--weights", help="checkpoint; default: the model's embedded weights")
+        p.add_argument("--model-args", help="JSON object of constructor arguments for a model file, e.g. '{\"c\": 32}'")
+        p.add_argument("--input-range", type=float, default=1.0, choices=[1.0, 255.0],
+                       help="pixel range a model file takes (1 or 255)")
 
     def data_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", action="append", help="benchmark folder (repeatable); default: scikit-image demo photos")
@@ -282,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("eval", help="evaluate a model (or `--model bicubic`, or an ONNX file) on benchmark folders")
-    model_args(p)
+    model_args(p, None)
     data_args(p)
-    p.add_argument("--onnx", help="evaluate this ONNX file in ONNX Runtime (e.g. from `srquant export`)")
-    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
+    p.add_argument("--onnx", help="evaluate this ONNX file (from `srquant export` / `srquant int8`, or a foreign file "
+                                  "with --scale and optionally --model for its input range and colour mode)")
+    p.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "openvino"], help="runtime for --onnx")
+    p.add_argument("--threads", type=int, default=2, help="runtime threads")
     p.set_defaults(func=cmd_eval)
 
     from .methods import method_names
@@ -311,6 +386,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recalibrate even if --out holds a model with this config")
     data_args(p)
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("int8", help="deployable INT8: calibrate, export an integer ONNX model, evaluate it in a runtime")
+    model_args(p)
+    p.add_argument("--calib", help="folder of HR calibration images (default: scikit-image sample photos)")
+    p.add_argument("--n-calib", type=int, default=128, help="number of calibration patches")
+    p.add_argument("--patch", type=int, default=48, help="LR patch size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", help="YAML file of int8 recipe options")
+    p.add_argument("--option", action="append", help="int8 recipe option key=value (repeatable), e.g. percentile=99.99")
+    p.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "openvino"],
+                   help="runtime that runs and checks the integer model")
+    p.add_argument("--threads", type=int, default=2, help="runtime threads")
+    p.add_argument("--out", default="runs/int8", help="folder for model_int8.onnx, model.pt, results.json, results.md")
+    p.add_argument("--force", action="store_true", help="recalibrate even if --out holds a model of these inputs")
+    data_args(p)
+    p.set_defaults(func=cmd_int8)
 
     from .bench.cli import add_bench_commands
 

@@ -58,14 +58,18 @@ def read_results(path: str | Path) -> list[ResultRecord]:
 
 
 def markdown_table(records: list[ResultRecord]) -> str:
-    """PSNR/SSIM table: one row per (model, method, bits), one column pair per dataset."""
+    """PSNR/SSIM table: one row per (model, method, bits), one column pair per dataset; a backend column when the
+    records come from more than one backend (a simulation and its runtime)."""
     datasets = list(dict.fromkeys(r.dataset for r in records))
+    backends = len({r.backend for r in records}) > 1
     rows: dict[tuple, dict[str, ResultRecord]] = {}
     for r in records:
         bits = "FP32" if r.w_bits is None else f"W{r.w_bits}A{r.a_bits}"
-        rows.setdefault((r.model, f"x{r.scale}", r.method, bits), {})[r.dataset] = r
-    head = "| model | scale | method | bits | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets) + " |"
-    sep = "|" + "---|" * (4 + len(datasets))
+        key = (r.model, f"x{r.scale}", str(r.method), bits) + ((r.backend,) if backends else ())
+        rows.setdefault(key, {})[r.dataset] = r
+    columns = ["model", "scale", "method", "bits"] + (["backend"] if backends else [])
+    head = "| " + " | ".join(columns) + " | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets) + " |"
+    sep = "|" + "---|" * (len(columns) + len(datasets))
     lines = [head, sep]
     for key, cells in rows.items():
         vals = [f"{cells[d].psnr_y:.3f} / {cells[d].ssim_y:.4f}" if d in cells else "-" for d in datasets]

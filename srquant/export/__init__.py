@@ -1,10 +1,11 @@
 """Real INT8: ONNX QDQ export of srquant models and ONNX Runtime sessions / op reports."""
 from .onnx_qdq import ExportError, clean_qdq, export_float_onnx, export_onnx
-from .runtime import DEFAULT_OPT, OPT_LEVELS, OpReport, OrtRunner, op_report, optimized_graph, session_options
+from .runtime import (DEFAULT_OPT, OPT_LEVELS, OpReport, OrtRunner, op_report, open_runner, optimized_graph,
+                      session_options, smooth_input)
 
 __all__ = [
-    "ExportError", "OpReport", "OrtRunner", "clean_qdq", "export_float_onnx", "export_onnx", "op_report",
-    "optimized_graph", "session_options",
+    "ExportError", "OpReport", "OrtRunner", "clean_qdq", "export_float_onnx", "export_onnx", "op_report", "open_runner",
+    "optimized_graph", "session_options", "smooth_input",
 ]
 
 
@@ -37,14 +38,6 @@ def add_export_commands(subparsers) -> None:
     p.set_defaults(func=_cmd_ort_report)
 
 
-def _smooth_input(channels: int, size: int, scale: float):
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    base = torch.rand(1, channels, max(1, size // 8), max(1, size // 8), generator=g)
-    return torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear", align_corners=False) * scale
-
-
 def _cmd_export(args) -> None:
     import torch
 
@@ -58,7 +51,7 @@ def _cmd_export(args) -> None:
     qmodel = api.load(args.artifact, model=model)
     path = export_onnx(qmodel, args.out, opset=args.opset, weight_storage=args.weight_storage)
     info = getattr(qmodel, "sr_info", None)
-    x = _smooth_input(1 if info is not None and info.color == "y" else 3, args.size, info.input_range if info else 1.0)
+    x = smooth_input(1 if info is not None and info.color == "y" else 3, args.size, info.input_range if info else 1.0)
     with torch.no_grad():
         sim = qmodel(x)
     real = OrtRunner(path, threads=args.threads)(x)
@@ -68,5 +61,5 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_ort_report(args) -> None:
-    x = _smooth_input(args.channels, args.size, args.input_range)
+    x = smooth_input(args.channels, args.size, args.input_range)
     print(op_report(args.onnx, x, threads=args.threads, optimization=args.optimization, runs=args.runs).format())

@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from ..errors import OnnxError, clean_message
+from ..errors import ConfigError, InputError, OnnxError, clean_message
 from .onnx_qdq import GRAPH_DIGEST_KEY, graph_digest
 
 OPT_LEVELS = {
@@ -32,6 +32,14 @@ DEFAULT_OPT = "all"
 CONVERSIONS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 SHAPE_ONLY = {"Shape", "Size"}  # read a tensor's shape, not its values
 FLOAT_TYPES = {"float", "double", "float16", "bfloat16"}
+
+
+def smooth_input(channels: int, size: int, scale: float = 1.0) -> torch.Tensor:
+    """A seeded, smooth 1 x channels x size x size image in ``[0, scale]`` (bilinear upsampling of noise): a check
+    and timing input with the statistics of a photo rather than of white noise."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, channels, max(1, size // 8), max(1, size // 8), generator=g)
+    return torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear", align_corners=False) * scale
 
 
 def session_options(threads: int = 2, optimization: str = DEFAULT_OPT, optimized_path: str | Path | None = None,
@@ -55,7 +63,6 @@ def session_options(threads: int = 2, optimization: str = DEFAULT_OPT, optimized
 
 def open_session(path: str | Path, options: ort.SessionOptions) -> ort.InferenceSession:
     """A CPU session of the ONNX file ``path``; a missing, empty or malformed file raises an srquant error naming it."""
-    from ..errors import InputError
 
     path = Path(path)
     if not path.is_file():
@@ -76,6 +83,8 @@ def open_session(path: str | Path, options: ort.SessionOptions) -> ort.Inference
 
 class OrtRunner:
     """An ONNX Runtime CPU session with a tensor -> tensor ``__call__`` (the model's one input and output)."""
+
+    backend = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int = 2, optimization: str = DEFAULT_OPT):
         self.path = Path(path)
@@ -103,25 +112,46 @@ class OrtRunner:
         """The ``metadata_props`` srquant stored at export (model name, scale, input range, colour, config)."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
-    def sr_info(self, scale: int | None = None):
-        """The :class:`~srquant.models.SRInfo` recorded in the file; ``scale`` fills in for foreign files."""
-        from ..models import SRInfo, get_spec
+    def sr_info(self, scale: int | None = None, model: str | None = None):
+        return info_from_metadata(self.metadata(), self.path, scale, model)
 
-        meta = self.metadata()
-        name = meta.get("sr_model")
-        if name is None and scale is None:
-            raise ValueError(f"{self.path}: no srquant metadata (sr_model, sr_scale); pass the scale")
-        upsample = False
-        if name is not None:
-            try:
-                upsample = get_spec(name).upsample_input
-            except KeyError:
-                pass
-        try:
-            return SRInfo(name or self.path.stem, int(meta.get("sr_scale", scale)), float(meta.get("sr_input_range", 1.0)),
-                          meta.get("sr_color", "rgb"), upsample_input=upsample)
-        except (TypeError, ValueError):
-            raise OnnxError(f"{self.path}: malformed srquant metadata (sr_scale, sr_input_range)") from None
+
+def info_from_metadata(meta: dict[str, str], path: Path, scale: int | None = None, model: str | None = None):
+    """The :class:`~srquant.models.SRInfo` recorded in an ONNX file's metadata. A file srquant did not write has
+    none: ``scale`` is then needed, and ``model`` (a registered name) gives its input range and colour mode."""
+    from ..models import SRInfo, get_spec
+
+    name = meta.get("sr_model")
+    if name is None:
+        if scale is None:
+            raise InputError(f"{path} has no srquant metadata (sr_model, sr_scale): pass --scale (and --model for "
+                             "a registered architecture's input range and colour mode)")
+        if model is None:
+            return SRInfo(path.stem, int(scale))
+        spec = get_spec(model)
+        return SRInfo(spec.name, int(scale), spec.input_range, spec.color, upsample_input=spec.upsample_input)
+    upsample = False
+    try:
+        upsample = get_spec(name).upsample_input
+    except KeyError:
+        pass
+    try:
+        return SRInfo(name, int(meta.get("sr_scale", scale)), float(meta.get("sr_input_range", 1.0)),
+                      meta.get("sr_color", "rgb"), upsample_input=upsample)
+    except (TypeError, ValueError):
+        raise OnnxError(f"{path}: malformed srquant metadata (sr_scale, sr_input_range)") from None
+
+
+RUNTIMES: dict[str, type] = {"onnxruntime": OrtRunner}  # runtime name -> runner class (export/openvino.py adds one)
+
+
+def open_runner(path: str | Path, runtime: str = "onnxruntime", threads: int = 2):
+    """A tensor -> tensor runner of the ONNX file ``path`` in ``runtime`` (onnxruntime or openvino)."""
+    if runtime == "openvino":
+        from . import openvino  # noqa: F401 - registers the runner
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of onnxruntime, openvino; got {runtime!r}")
+    return RUNTIMES[runtime](path, threads=threads)
 
 
 def optimized_graph(path: str | Path, optimization: str = DEFAULT_OPT, threads: int = 2) -> onnx.ModelProto:

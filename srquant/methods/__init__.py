@@ -7,11 +7,13 @@ from .dfsq import DFSQConfig
 from .ort import OrtEntropyConfig, OrtMinMaxConfig, OrtPercentileConfig, OrtQuantizedModel
 from .ptq4sr import DBDCConfig, PTQ4SRConfig
 from .fullint import FullIntConfig
+from .int8 import Int8Config
+from .nncf_ptq import NncfConfig
 from .outlier_aware import OutlierAwareConfig
 
 __all__ = [
-    "AdaRoundConfig", "BRECQConfig", "DBDCConfig", "DFSQConfig", "FullIntConfig", "PTQ4SRConfig", "QDropConfig", "ReconstructionConfig",
+    "AdaRoundConfig", "BRECQConfig", "DBDCConfig", "DFSQConfig", "FullIntConfig", "Int8Config", "PTQ4SRConfig", "QDropConfig", "ReconstructionConfig",
     "OrtEntropyConfig", "OrtMinMaxConfig", "OrtPercentileConfig", "OrtQuantizedModel", "OutlierAwareConfig",
-    "MSEConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "build_config", "config_class", "config_from_dict",
+    "MSEConfig", "NncfConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "build_config", "config_class", "config_from_dict",
     "implementation", "method_names", "register_method",
 ]

@@ -202,6 +202,15 @@ def _excluded_nodes(onnx_model, qmodel: nn.Module, float_model: nn.Module) -> li
     return excluded
 
 
+def make_workdir(folder: str) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """``folder`` (created) or a temporary folder that lives as long as the returned handle."""
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(folder), None
+    keep = tempfile.TemporaryDirectory(prefix="srquant-ort-")
+    return Path(keep.name), keep
+
+
 def _ort_quantize_static(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OrtStaticConfig) -> nn.Module:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -209,12 +218,7 @@ def _ort_quantize_static(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Te
 
     from ..export.onnx_qdq import INPUT_NAME, export_float_onnx
 
-    if config.workdir:
-        workdir, keep = Path(config.workdir), None
-        workdir.mkdir(parents=True, exist_ok=True)
-    else:
-        keep = tempfile.TemporaryDirectory(prefix="srquant-ort-")
-        workdir = Path(keep.name)
+    workdir, keep = make_workdir(config.workdir)
     fp_path = export_float_onnx(fp_model, workdir / "fp32.onnx", example=calib[:1], opset=config.opset)
     pre_path = workdir / "fp32_pre.onnx"
     quant_pre_process(str(fp_path), str(pre_path), skip_symbolic_shape=True)

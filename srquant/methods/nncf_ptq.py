@@ -1,0 +1,79 @@
+"""OpenVINO's NNCF post-training quantization (``nncf.quantize``) as a peer method, ``nncf``.
+
+The float model is exported to ONNX (as for the ``ort-*`` peers) and handed to ``nncf.quantize`` with srquant's
+calibration batch (one patch per NNCF sample, ``subset_size`` = all of them by default), on NNCF's ONNX backend.
+The result is a QDQ ONNX file, run like the ``ort-*`` models by :class:`~srquant.methods.ort.OrtQuantizedModel`
+(ONNX Runtime; ``srquant eval --onnx FILE --runtime openvino`` runs the same file in OpenVINO).
+
+NNCF's defaults are ``preset="performance"`` (symmetric activations) and fast bias correction. Its documentation
+recommends ``preset="mixed"`` (asymmetric activations) for models with non-ReLU activations and full bias
+correction (``fast_bias_correction=False``) for the best accuracy; both are options here. ``nncf`` is an optional
+extra (``pip install 'srquant[openvino]'``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..export.runtime import DEFAULT_OPT, OPT_LEVELS
+from .base import QuantConfig, register_method
+from .ort import OrtQuantizedModel, make_workdir
+
+PRESETS = ("performance", "mixed")
+
+
+@dataclass
+class NncfConfig(QuantConfig):
+    """``nncf.quantize`` on the float ONNX model (8 bits, every layer NNCF chooses to quantize)."""
+
+    method = "nncf"
+    scope: str = "all"
+    preset: str = "performance"  # NNCF's default; "mixed": asymmetric activations
+    fast_bias_correction: bool = True  # NNCF's default; False: the slower, fuller BiasCorrection
+    subset_size: int = 0  # calibration samples NNCF uses (0: every patch of the batch)
+    opset: int = 17
+    threads: int = 2  # ONNX Runtime threads of the returned model
+    optimization: str = DEFAULT_OPT
+    workdir: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.w_bits != 8 or self.a_bits != 8:
+            raise ValueError("nncf quantizes to 8 bits only")
+        if self.scope != "all":
+            raise ValueError("nncf chooses the layers it quantizes itself: scope must be 'all'")
+        if self.preset not in PRESETS:
+            raise ValueError(f"nncf preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.subset_size < 0:
+            raise ValueError("subset_size must be >= 0")
+        if self.optimization not in OPT_LEVELS:
+            raise ValueError(f"optimization must be one of {sorted(OPT_LEVELS)}, got {self.optimization!r}")
+
+
+@register_method(NncfConfig)
+def nncf_quantize(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: NncfConfig) -> nn.Module:
+    try:
+        import nncf
+    except ImportError:
+        raise InputError("the nncf method needs NNCF: pip install 'srquant[openvino]'") from None
+    import onnx
+
+    from ..export.onnx_qdq import GRAPH_DIGEST_KEY, INPUT_NAME, export_float_onnx
+
+    workdir, keep = make_workdir(config.workdir)
+    fp_path = export_float_onnx(fp_model, workdir / "fp32.onnx", example=calib[:1], opset=config.opset)
+    samples = [{INPUT_NAME: np.ascontiguousarray(x[None].cpu().float().numpy())} for x in calib]
+    preset = nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+    quantized = nncf.quantize(onnx.load(str(fp_path)), nncf.Dataset(samples), preset=preset,
+                              target_device=nncf.TargetDevice.CPU, subset_size=config.subset_size or len(samples),
+                              fast_bias_correction=config.fast_bias_correction)
+    kept = [p for p in quantized.metadata_props if p.key != GRAPH_DIGEST_KEY]  # the float graph's digest
+    del quantized.metadata_props[:]
+    quantized.metadata_props.extend(kept)
+    out_path = workdir / f"{config.method}.onnx"
+    onnx.save(quantized, str(out_path))
+    return OrtQuantizedModel(out_path, config, fp_model, workdir=keep)
