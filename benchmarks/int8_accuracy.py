@@ -1,6 +1,6 @@
-"""Real INT8 accuracy: srquant methods (simulation and exported ONNX in ONNX Runtime) against ONNX Runtime's own
-quantize_static, all at W8A8 with every layer quantized (or ``--scope body``: head and tail in float on both sides),
-on Set5/Set14/B100.
+"""Real INT8 accuracy: srquant methods (simulation and exported ONNX in ONNX Runtime and OpenVINO) against ONNX
+Runtime's own quantize_static and NNCF, all at W8A8 with every layer quantized (or ``--scope body``: head and tail
+in float on both sides), on Set5/Set14/B100.
 
     python benchmarks/int8_accuracy.py --model imdn --scale 4 --weights ../shared/weights/imdn_x4.pth \\
         --methods minmax,brecq --ort --out runs/int8_accuracy/imdn_x4
@@ -9,7 +9,9 @@ Each srquant method is calibrated with ``scope="all"`` and ``act_points="runtime
 tensor ONNX Runtime rounds), exported with :func:`srquant.export.export_onnx` and evaluated twice: the PyTorch
 simulation and the ONNX file in ONNX Runtime. ``--ort`` adds ort-minmax, ort-percentile and ort-entropy
 (evaluated in ONNX Runtime; with ``--scope body`` their head and tail convolutions are left in float through
-``nodes_to_exclude``). ``--option method.key=value`` sets a method option (e.g. ``brecq.iters=400``).
+``nodes_to_exclude``). ``--option method.key=value`` sets a method option (e.g. ``brecq.iters=400``); a method
+written with its options, ``nncf[preset=mixed,fast_bias_correction=false]``, runs beside the plain ``nncf``.
+``--runtimes onnxruntime,openvino`` evaluates every ONNX file (srquant's exports and the peers' files) in each.
 Every finished method is cached as ``OUT/<label>.json``, so a rerun resumes (at the same ``--optimization`` level,
 which ``OUT/optimization.txt`` records); the table goes to ``OUT/table.md``.
 """
@@ -26,7 +28,7 @@ import yaml
 import srquant
 from srquant.data import BenchmarkFolder
 from srquant.evaluate import calibration_batch, evaluate, model_predictor
-from srquant.export import OrtRunner, export_onnx
+from srquant.export import OrtRunner, export_onnx, open_runner
 from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS
 from srquant.methods import config_class
 from srquant.results import ResultRecord, read_results, write_results, write_text_atomic
@@ -46,20 +48,48 @@ def method_options(items: list[str]) -> dict[str, dict]:
     return options
 
 
+def split_method(spec: str) -> tuple[str, dict]:
+    """``nncf[preset=mixed,subset_size=64]`` -> ("nncf", {"preset": "mixed", "subset_size": 64})."""
+    name, _, rest = spec.partition("[")
+    options = {}
+    for item in filter(None, rest.rstrip("]").split(",")):
+        key, _, value = item.partition("=")
+        options[key.replace("-", "_")] = yaml.safe_load(value)
+    return name, options
+
+
+def split_methods(text: str) -> list[str]:
+    """Comma-separated methods; commas inside [...] belong to the method's options."""
+    methods, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            methods.append(current)
+            current = ""
+        else:
+            current += ch
+    return [m for m in methods + [current] if m]
+
+
 def method_label(method: str, options: dict) -> str:
     """The method's name with its options, e.g. ``brecq[init=minmax]``: the table row and cache name."""
     return method + ("[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]" if options else "")
 
 
+PEERS = ("ort-", "nncf")  # methods whose result is an ONNX file of another tool
+
+
 def run_method(method: str, model, calib, datasets, out: Path, options: dict, progress: bool,
-               scope: str = "all", optimization: str = DEFAULT_OPT) -> list[ResultRecord]:
-    """Calibrate ``method`` at W8A8 over ``scope``, evaluate the simulation and the ONNX Runtime model."""
+               scope: str = "all", optimization: str = DEFAULT_OPT,
+               runtimes: tuple[str, ...] = ("onnxruntime",)) -> list[ResultRecord]:
+    """Calibrate ``method`` at W8A8 over ``scope``, evaluate the simulation and the ONNX file in each runtime."""
     label = method_label(method, options)
     info = model.sr_info
     fields = dict(w_bits=8, a_bits=8, scope=scope, **options)
-    if method.startswith("ort-"):
+    if method.startswith(PEERS):
         fields["optimization"] = optimization
-    else:
+    elif method != "int8":
         fields["act_points"] = "runtime"
     config = config_class(method)(**fields)
     start = time.perf_counter()
@@ -68,13 +98,15 @@ def run_method(method: str, model, calib, datasets, out: Path, options: dict, pr
     common = dict(model=info.name, method=label, w_bits=8, a_bits=8, scope=scope, calib_seconds=calib_s,
                   config=config.to_dict(), progress=progress)
     records = []
-    if method.startswith("ort-"):
-        runtime = qmodel
+    onnx_path = out / f"{info.name}_x{info.scale}_{label}.onnx"
+    if method.startswith(PEERS):
+        qmodel.save_onnx(onnx_path)
     else:
         records += evaluate(model_predictor(qmodel, info), datasets, backend="torch", **common)
-        onnx_path = export_onnx(qmodel, out / f"{info.name}_x{info.scale}_{label}.onnx")
-        runtime = OrtRunner(onnx_path, optimization=optimization)
-    records += evaluate(model_predictor(runtime, info), datasets, backend="onnxruntime", **common)
+        export_onnx(qmodel, onnx_path)
+    for runtime in runtimes:
+        runner = OrtRunner(onnx_path, optimization=optimization) if runtime == "onnxruntime" else open_runner(onnx_path, runtime)
+        records += evaluate(model_predictor(runner, info), datasets, backend=runtime, **common)
     return records
 
 
@@ -102,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="imdn")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--weights", help="checkpoint (default: the embedded weights)")
-    p.add_argument("--methods", default="minmax", help="comma-separated srquant methods")
+    p.add_argument("--methods", default="minmax", help="comma-separated methods, each optionally with options in "
+                                                        "brackets: int8,nncf,nncf[preset=mixed]")
     p.add_argument("--ort", action="store_true", help="add ort-minmax, ort-percentile, ort-entropy")
+    p.add_argument("--runtimes", default="onnxruntime", help="runtimes that run each ONNX file: onnxruntime,openvino")
     p.add_argument("--option", action="append", default=[], help="method.key=value (repeatable)")
     p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"])
     p.add_argument("--calib", type=Path, default=SHARED / "data" / "calib" / "SunHays80")
@@ -120,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [BenchmarkFolder(SHARED / "data" / "benchmarks" / d, args.scale) for d in args.datasets]
     calib = calibration_batch(model.sr_info, args.calib, args.n_calib, 48, 0)
     options = method_options(args.option)
-    methods = ["fp32"] + [m for m in args.methods.split(",") if m] + (list(ORT_METHODS) if args.ort else [])
+    methods = ["fp32"] + split_methods(args.methods) + (list(ORT_METHODS) if args.ort else [])
+    runtimes = tuple(r for r in args.runtimes.split(",") if r)
     args.out.mkdir(parents=True, exist_ok=True)
     level_file = args.out / "optimization.txt"  # the cached results hold for one ONNX Runtime level
     if level_file.exists() and level_file.read_text().strip() != args.optimization:
@@ -128,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{args.optimization!r}: pass that level or another --out")
     write_text_atomic(level_file, args.optimization + "\n")
     records: list[ResultRecord] = []
-    for method in methods:
-        cache = args.out / f"{method_label(method, options.get(method, {}))}.json"
+    for spec in methods:
+        method, inline = split_method(spec)
+        method_opts = {**options.get(method, {}), **inline}
+        cache = args.out / f"{method_label(method, method_opts)}.json"
         if cache.exists():
             records += read_results(cache)
             continue
@@ -137,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             got = evaluate(model_predictor(model, model.sr_info), datasets, model=model.sr_info.name,
                            progress=not args.quiet)
         else:
-            got = run_method(method, model, calib, datasets, args.out, options.get(method, {}), not args.quiet,
-                             args.scope, args.optimization)
+            got = run_method(method, model, calib, datasets, args.out, method_opts, not args.quiet,
+                             args.scope, args.optimization, runtimes)
         write_results(cache, got)
         records += got
         print(f"{method}: done", file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""FP32 PyTorch vs FP32 ONNX Runtime vs INT8 ONNX Runtime (srquant export), timed side by side in one run.
+"""FP32 PyTorch vs FP32 and INT8 (srquant export) in ONNX Runtime and OpenVINO, timed side by side in one run.
 
     python benchmarks/int8_speed.py --model imdn --scale 4 --weights ../shared/weights/imdn_x4.pth
     python benchmarks/int8_speed.py --model pan --scale 4 --weights ../shared/weights/pan_x4.pth --ort-baseline
@@ -11,7 +11,10 @@ machine hit all of them alike; medians are reported. The INT8 model is srquant's
 quantize_static (ort-minmax) for comparison; ``--unpadded`` the same export without padding narrow convs (see
 :func:`srquant.export.export_onnx`). ``--optimization extended,all`` times every ONNX Runtime model at each
 graph optimization level in the same run; the INT8 ratios are taken against the fastest FP32 ONNX Runtime level, so
-a level that helps FP32 more than INT8 cannot flatter the INT8 figure. After the timings: which ops ONNX Runtime
+a level that helps FP32 more than INT8 cannot flatter the INT8 figure. Where OpenVINO is installed (``pip install
+'srquant[openvino]'``; ``--no-openvino`` skips it) the FP32 and INT8 files also run in OpenVINO, and the ratios are
+against the fastest FP32 runtime of all. The CPU's model name and its 8-bit dot-product flags are printed with the
+figures (ONNX Runtime's and OpenVINO's integer kernels depend on them). After the timings: which ops ONNX Runtime
 runs after graph optimization (at the last level given), which stay float and their share of kernel time.
 """
 from __future__ import annotations
@@ -33,7 +36,8 @@ from srquant.data.images import list_images, read_image
 from srquant.data.imresize import imresize
 from srquant.evaluate import prepare_input
 from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
-from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS
+from srquant.export.openvino import OpenVinoRunner, openvino_available
+from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS, cpu_description
 from srquant.methods import OrtMinMaxConfig, config_class
 from srquant.methods.ort import cpu_has_vnni
 from srquant.results import write_text_atomic
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--optimization", default=DEFAULT_OPT,
                    help="ONNX Runtime graph optimization level(s), comma list of basic, extended, all")
-    p.add_argument("--method", default="minmax", help="srquant calibration method of the INT8 model")
+    p.add_argument("--method", default="int8", help="srquant calibration method of the INT8 model")
     p.add_argument("--w-bits", type=int, nargs="+", default=None,
                    help="weight bits of the INT8 models (default: 8, plus 7 on CPUs without VNNI, where 8-bit codes "
                         "are stored as uint8 to avoid the saturating U8S8 kernels and 7-bit codes run U8S8)")
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ort-baseline", action="store_true", help="also time ONNX Runtime's quantize_static (ort-minmax)")
     p.add_argument("--unpadded", action="store_true",
                    help="also time the export without padding narrow convs to 16 filters (pad_out_channels=0)")
+    p.add_argument("--no-openvino", action="store_true", help="time ONNX Runtime only")
     p.add_argument("--out", type=Path, help="keep the ONNX files here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
@@ -126,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     fp_path = export_float_onnx(model, out / f"{args.model}_x{args.scale}_fp32.onnx")
     backends = {"torch fp32": model}
     backends.update({tag("ort fp32", lvl, levels): OrtRunner(fp_path, args.threads, lvl) for lvl in levels})
+    openvino = openvino_available() and not args.no_openvino
+    if openvino:
+        backends["openvino fp32"] = OpenVinoRunner(fp_path, args.threads)
     qmodels, int8_paths, calib_s = {}, {}, {}
     for w_bits in w_bits_list:
         config = config_class(args.method)(w_bits=w_bits, a_bits=8, scope="all", act_points="runtime")
@@ -140,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, path in variants.items():
             for lvl in levels:
                 backends[tag(f"ort int8 W{w_bits}A8 ({label})", lvl, levels)] = OrtRunner(path, args.threads, lvl)
+            if openvino:
+                backends[f"openvino int8 W{w_bits}A8 ({label})"] = OpenVinoRunner(path, args.threads)
     ort_q = None
     if args.ort_baseline:
         ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads), calib)
@@ -154,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{args.model} x{args.scale}, LR {args.size}x{args.size}, {args.threads} threads, ORT {', '.join(levels)}, "
           f"CPU VNNI: {vnni}; INT8 = srquant {args.method} runtime points, all layers")
+    print(f"CPU: {cpu_description()}")
     with torch.no_grad():
         ref = model(x)
         for w_bits, qmodel in qmodels.items():
@@ -163,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{float((sim - real).abs().max()):.4g}")
     times = timeit(backends, x, args.repeats, args.warmup)
     med = {k: statistics.median(v) for k, v in times.items()}
-    best_fp = min((k for k in med if k.startswith("ort fp32")), key=med.get)
+    best_fp = min((k for k in med if k.startswith(("ort fp32", "openvino fp32"))), key=med.get)
     print(f"\n| backend | median s (of {args.repeats}) | vs torch fp32 | vs {best_fp} (fastest) |")
     print("|---|---:|---:|---:|")
     for name, t in med.items():
         print(f"| {name} | {t:.4f} | {med['torch fp32'] / t:.2f}x | {med[best_fp] / t:.2f}x |")
 
     result = {"model": args.model, "scale": args.scale, "size": args.size, "threads": args.threads,
+              "cpu": cpu_description(),
               "optimization": levels, "cpu_vnni": vnni, "method": args.method,
               "median_s": med, "times_s": times, "int8_ops": {}}
     lvl = levels[-1]

@@ -34,6 +34,19 @@ SHAPE_ONLY = {"Shape", "Size"}  # read a tensor's shape, not its values
 FLOAT_TYPES = {"float", "double", "float16", "bfloat16"}
 
 
+def cpu_description() -> str:
+    """The CPU's model name and the flags integer kernels depend on (8-bit dot products, AVX-512, AMX)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    flags = [f for f in fields.get("flags", "").split() if f in wanted]
+    return f"{fields.get('model name', 'unknown CPU')}; flags: {' '.join(flags) or 'none of ' + ' '.join(wanted)}"
+
+
 def smooth_input(channels: int, size: int, scale: float = 1.0) -> torch.Tensor:
     """A seeded, smooth 1 x channels x size x size image in ``[0, scale]`` (bilinear upsampling of noise): a check
     and timing input with the statistics of a photo rather than of white noise."""

@@ -6,6 +6,8 @@ The recipe is what measured best on the exported integer graphs (docs/int8.md, "
   simulation is the model ONNX Runtime and OpenVINO run;
 * activation ranges at the ``percentile`` of the calibration values (99.999 by default, both tails);
 * weights per output channel, symmetric, min/max;
+* ``equalization``: scale migration through ReLU / leaky ReLU between convolutions
+  (:mod:`srquant.quant.equalize`) with strength ``alpha`` (0: off), before the ranges are calibrated;
 * ``bias_correction``: each conv's bias absorbs the mean shift that quantization causes in its output channels,
   measured on the calibration batch layer by layer (empirical bias correction).
 
@@ -13,11 +15,13 @@ Use it with more calibration data than the other methods' default: ``srquant int
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..quant.equalize import equalize
 from ..quant.model import quant_layers
 from .base import QuantConfig, register_method
 from .uniform import PercentileConfig, percentile
@@ -31,6 +35,7 @@ class Int8Config(QuantConfig):
     scope: str = "all"
     act_points: str = "runtime"
     percentile: float = 99.999
+    equalization: float = 0.0  # alpha of the scale migration (0: off, 1: equal channel ranges)
     bias_correction: bool = True
     correction_batch: int = 64  # calibration patches that measure the output shift
 
@@ -41,6 +46,8 @@ class Int8Config(QuantConfig):
         if self.act_points != "runtime":
             raise ValueError("int8 rounds every tensor the runtime rounds: act_points must be 'runtime'")
         PercentileConfig(percentile=self.percentile)  # validates the percentile
+        if not 0 <= self.equalization <= 1:
+            raise ValueError(f"equalization (alpha) must be in [0, 1], got {self.equalization}")
         if self.correction_batch < 1:
             raise ValueError("correction_batch must be >= 1")
 
@@ -81,6 +88,9 @@ def correct_biases(qmodel: nn.Module, fp_model: nn.Module, x: torch.Tensor, batc
 
 @register_method(Int8Config)
 def int8(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: Int8Config) -> None:
+    if config.equalization > 0:  # the float reference of bias correction is equalized alike
+        fp_model = copy.deepcopy(fp_model)
+        equalize([fp_model, qmodel], calib, config.equalization, config.batch_size)
     percentile(qmodel, fp_model, calib, config)
     if config.bias_correction:
         correct_biases(qmodel, fp_model, calib[:config.correction_batch], config.batch_size)
