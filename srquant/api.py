@@ -104,9 +104,9 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     payload = read_artifact(path)
     try:
         return _rebuild(payload, model, path)
-    except SrquantError:
+    except CheckpointError:
         raise
-    except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+    except (SrquantError, KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as err:
         raise CheckpointError(f"{path}: the saved model cannot be rebuilt ({type(err).__name__}: {err})") from None
 
 

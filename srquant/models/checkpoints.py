@@ -4,6 +4,7 @@ from __future__ import annotations
 import fnmatch
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +38,9 @@ def read_checkpoint(path: str | Path) -> dict:
     elif not head.startswith(PICKLE_PROTO):
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged legacy file warns of odd pickle protocols before failing
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         code = _unsupported_global(err)
         if code is None:
