@@ -19,9 +19,12 @@ def add_export_commands(subparsers) -> None:
     p.add_argument("--format", default="onnx-int8", choices=["onnx-int8"], help="export format (ONNX QDQ, 8-bit)")
     p.add_argument("--weight-storage", default="auto", choices=["auto", "int8", "uint8"],
                    help="weight code type (auto: uint8 with zero point 128 where int8 kernels would saturate)")
-    p.add_argument("--model", help="float architecture name, for artifacts srquant cannot rebuild by name")
+    p.add_argument("--model", help="float architecture (a registered name or path/to/file.py:ClassName), for "
+                                   "artifacts srquant cannot rebuild by name")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--weights", help="float checkpoint for --model")
+    p.add_argument("--model-args", help="JSON object of constructor arguments for a model file")
+    p.add_argument("--input-range", type=float, default=1.0, choices=[1.0, 255.0], help="pixel range of a model file")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--size", type=int, default=64, help="LR size of the check input (sim vs ONNX Runtime, op report)")
     p.add_argument("--threads", type=int, default=2)
@@ -43,11 +46,17 @@ def _cmd_export(args) -> None:
 
     from .. import api
     from ..models import create
+    from ..models.from_file import create_from_file, is_model_file, parse_model_args
     from ..validate import check_input_file, check_output_file
 
     check_input_file(args.artifact, "model file")
     check_output_file(args.out, "--out")
-    model = create(args.model, args.scale, weights=args.weights) if args.model else None
+    model = None
+    if args.model and is_model_file(args.model):
+        model = create_from_file(args.model, args.scale, args.weights, parse_model_args(args.model_args),
+                                 args.input_range)
+    elif args.model:
+        model = create(args.model, args.scale, weights=args.weights)
     qmodel = api.load(args.artifact, model=model)
     path = export_onnx(qmodel, args.out, opset=args.opset, weight_storage=args.weight_storage)
     info = getattr(qmodel, "sr_info", None)

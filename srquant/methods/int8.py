@@ -8,6 +8,9 @@ The recipe is what measured best on the exported integer graphs (docs/int8.md, "
 * weights per output channel, symmetric, min/max;
 * ``equalization``: scale migration through ReLU / leaky ReLU between convolutions
   (:mod:`srquant.quant.equalize`) with strength ``alpha`` (0: off), before the ranges are calibrated;
+* ``tune``: the activation ranges are then learned (LSQ-style, weights and rounding fixed) so that each block's
+  output (``"block"``) or the network's output (``"network"``) matches the float model on the calibration batch,
+  through the reconstruction loop of :mod:`srquant.quant.tuning` (``"none"``: off);
 * ``bias_correction``: each conv's bias absorbs the mean shift that quantization causes in its output channels,
   measured on the calibration batch layer by layer (empirical bias correction).
 
@@ -23,8 +26,12 @@ from torch import nn
 
 from ..quant.equalize import equalize
 from ..quant.model import quant_layers
+from ..quant.tuning import TuningConfig, reconstruct
 from .base import QuantConfig, register_method
 from .uniform import PercentileConfig, percentile
+
+
+TUNE_UNITS = ("none", "block", "network")
 
 
 @dataclass
@@ -36,8 +43,12 @@ class Int8Config(QuantConfig):
     act_points: str = "runtime"
     percentile: float = 99.999
     equalization: float = 0.0  # alpha of the scale migration (0: off, 1: equal channel ranges)
+    tune: str = "none"  # none | block | network: learn the activation ranges against that unit's float output
+    tune_iters: int = 100  # optimizer steps per unit
+    tune_lr: float = 5e-3  # Adam on the bounds, relative to each range's width
     bias_correction: bool = True
     correction_batch: int = 64  # calibration patches that measure the output shift
+    progress: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -48,6 +59,10 @@ class Int8Config(QuantConfig):
         PercentileConfig(percentile=self.percentile)  # validates the percentile
         if not 0 <= self.equalization <= 1:
             raise ValueError(f"equalization (alpha) must be in [0, 1], got {self.equalization}")
+        if self.tune not in TUNE_UNITS:
+            raise ValueError(f"tune must be one of {TUNE_UNITS}, got {self.tune!r}")
+        if self.tune_iters < 0:
+            raise ValueError("tune_iters must be >= 0")
         if self.correction_batch < 1:
             raise ValueError("correction_batch must be >= 1")
 
@@ -92,5 +107,9 @@ def int8(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: In
         fp_model = copy.deepcopy(fp_model)
         equalize([fp_model, qmodel], calib, config.equalization, config.batch_size)
     percentile(qmodel, fp_model, calib, config)
+    if config.tune != "none":
+        reconstruct(qmodel, fp_model, calib, TuningConfig(
+            unit=config.tune, learn_rounding=False, learn_act_range=True, iters=config.tune_iters,
+            lr_act_range=config.tune_lr, seed=config.seed, forward_batch=config.batch_size, progress=config.progress))
     if config.bias_correction:
         correct_biases(qmodel, fp_model, calib[:config.correction_batch], config.batch_size)
