@@ -322,6 +322,8 @@ def cmd_int8(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
+    check_image_folder(args.data, "training folder (--data)")
+    check_output_file(args.out, "--out")
     cfg = TrainConfig(args.model, args.scale, args.data, iters=args.iters, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed)
     summary = train(cfg, args.out, progress=not args.quiet)
     print(json.dumps(summary, indent=2))

@@ -24,17 +24,17 @@ def check_image_folder(folder: str | Path, what: str) -> list[Path]:
     return paths
 
 
-def check_data_folders(folders: list[str] | None, scale: int | None = None) -> None:
-    """``--data`` folders: each exists and holds HR images (in ``HR_x{scale}/``, ``HR/`` or itself), all with
-    readable headers."""
+def check_data_folders(folders: list[str] | None, scale: int | None = None, what: str = "--data folder") -> None:
+    """Benchmark folders (``--data``): each exists and holds HR images (in ``HR_x{scale}/``, ``HR/`` or itself), all
+    with readable headers."""
     for folder in folders or []:
         root = Path(folder)
         if not root.is_dir():
-            raise InputError(f"--data folder not found: {root}" if not root.exists() else f"--data {root} is not a folder")
+            raise InputError(f"{what} not found: {root}" if not root.exists() else f"{what} {root} is not a folder")
         subfolders = ([root / f"HR_x{scale}"] if scale else []) + [root / "HR", root]
         hr = next((d for d in subfolders if d.is_dir() and list_images(d)), None)
         if hr is None:
-            raise InputError(f"no HR images in --data folder {root} (looked in HR_x<scale>/, HR/ and the folder itself)")
+            raise InputError(f"no HR images in {what} {root} (looked in HR_x<scale>/, HR/ and the folder itself)")
         for path in list_images(hr):
             image_size(path)
 

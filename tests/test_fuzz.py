@@ -8,6 +8,7 @@ largest memory rise.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import threading
@@ -30,7 +31,7 @@ from srquant.bench.config import SweepConfig
 from srquant.data import read_image
 from srquant.errors import SrquantError
 from srquant.fileio import read_config_file
-from srquant.methods import MinMaxConfig, build_config, method_names
+from srquant.methods import MinMaxConfig, build_config, config_class, method_names
 from srquant.models import create, read_checkpoint
 from srquant.models._registry import ASSETS
 
@@ -283,9 +284,10 @@ SWEEP_KEYS = ["name", "models", "methods", "bits", "datasets", "scope", "calib",
 
 
 @st.composite
-def yaml_configs(draw) -> str:
-    """Real sweep configs with characters changed, sweep-shaped documents with random values, or random text."""
-    kind = draw(st.sampled_from(["real", "shaped", "text"]))
+def yaml_configs(draw, method: str) -> str:
+    """Real sweep configs with characters changed, sweep-shaped or ``method``-config-shaped documents with random
+    values, or random text."""
+    kind = draw(st.sampled_from(["real", "shaped", "method", "text"]))
     if kind == "real":
         text = draw(st.sampled_from(sorted(CONFIGS.glob("*.yaml")))).read_text()
         for _ in range(draw(st.integers(1, 4))):
@@ -297,6 +299,9 @@ def yaml_configs(draw) -> str:
         for key in draw(st.lists(st.sampled_from(SWEEP_KEYS), max_size=4)):
             base[key] = draw(JSONISH)
         return _yaml_text(base)
+    if kind == "method":
+        fields = [f.name for f in dataclasses.fields(config_class(method))]
+        return _yaml_text(draw(st.dictionaries(st.sampled_from(fields), JSONISH, max_size=3)))
     return draw(st.text(max_size=400))
 
 
@@ -315,4 +320,5 @@ def test_fuzz_yaml_configs(tmp_path):
         if errors:
             raise errors[0]
 
-    fuzz("yaml configs", st.tuples(yaml_configs(), st.sampled_from(method_names())), check)
+    cases = st.sampled_from(method_names()).flatmap(lambda m: st.tuples(yaml_configs(m), st.just(m)))
+    fuzz("yaml configs", cases, check)

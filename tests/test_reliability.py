@@ -392,3 +392,16 @@ def test_quiet_hides_the_reconstruction_bar(tmp_path, folders, capsys):
     args[args.index("minmax")] = "brecq"
     code, _, err = run(capsys, args)
     assert code == 0 and "reconstruct" not in err and "%|" not in err
+
+
+def test_bench_and_train_check_their_folders_first(tmp_path, capsys, no_calibration):
+    sweep = tmp_path / "sweep.yaml"
+    base = "models: [{name: abpn, scale: 4}]\nmethods: [minmax]\nbits: [8]\n"
+    sweep.write_text(base + f"datasets: [{tmp_path / 'typo'}]\n")
+    clear_error(*run(capsys, ["bench", sweep, "--out", tmp_path / "o", "--executor", "inline"])[::2],
+                "dataset folder of", "typo")
+    sweep.write_text(base + f"calib: {{folder: {tmp_path / 'nocalib'}}}\n")
+    clear_error(*run(capsys, ["bench", sweep, "--out", tmp_path / "o", "--executor", "inline"])[::2],
+                "calibration folder of", "nocalib")
+    clear_error(*run(capsys, ["train", "--data", tmp_path / "nodata", "--out", tmp_path / "w.pt"])[::2],
+                "training folder (--data) not found")

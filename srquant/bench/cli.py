@@ -5,6 +5,8 @@ import shlex
 import time
 from pathlib import Path
 
+from ..validate import check_data_folders, check_image_folder, check_output_dir, check_output_file
+
 
 def add_bench_commands(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
@@ -46,7 +48,12 @@ def _cmd_bench(args) -> None:
 
     widths = [int(w) for w in _labels(args.bits)] if args.bits else None
     config = SweepConfig.from_file(args.config).subset(_labels(args.models), _labels(args.methods), widths)
-    out = Path(args.out or Path("runs") / "bench" / config.name)
+    out = check_output_dir(args.out or Path("runs") / "bench" / config.name, "--out")
+    check_data_folders(config.datasets, what=f"dataset folder of {args.config}")
+    if config.calib.folder is not None:
+        check_image_folder(config.calib.folder, f"calibration folder of {args.config}")
+    if args.markdown:
+        check_output_file(args.markdown, "--markdown")
     executors = {"local": lambda: local_executor(args.workers), "inline": inline_executor, "ray": lambda: ray_executor(args.ray_address)}
     computed = len(pending(expand(config), out / "cells", args.retry_failed))
     start = time.perf_counter()
