@@ -108,7 +108,11 @@ def parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except Exception as err:  # noqa: BLE001 - PyYAML raises YAMLError, ValueError (dates), RecursionError (nesting)
-        detail = " ".join(str(err).split()) if not isinstance(err, RecursionError) else "nested too deeply"
+        if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+            mark = err.problem_mark
+            detail = f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}"
+        else:
+            detail = " ".join(str(err).split()) if not isinstance(err, RecursionError) else "nested too deeply"
         raise ConfigError(f"{source} is not valid YAML: {detail}") from None
 
 
