@@ -190,7 +190,8 @@ def _reusable_model(run, inputs: dict, model, force: bool, files: list[str] = RU
         print(f"{run.path} holds a model of other inputs (changed: {', '.join(changed)}): calibrating")
         return None
     qmodel = api.load(run.path / "model.pt", model=model)
-    if _config_identity(qmodel.srquant_config.to_dict()) != json.loads(json.dumps(inputs["config"])):
+    stored = json.loads(json.dumps(_config_identity(qmodel.srquant_config.to_dict()), default=str))
+    if stored != inputs["config"]:
         print(f"{run.path / 'model.pt'} holds another config than inputs.json says: calibrating")
         return None
     return qmodel
