@@ -46,8 +46,8 @@ def read_checkpoint(path: str | Path) -> dict:
         if code is None:
             raise CheckpointError(f"{path} is corrupted or not a PyTorch checkpoint ({_first_line(err)})") from None
         raise CheckpointError(
-            f"{path} holds pickled Python code ({code}): a legacy full-module pickle rather than plain tensors. "
-            "srquant never unpickles arbitrary code. "
+            f"{path} holds pickled Python code ({code}), not only tensors: a legacy full-module pickle (or a damaged "
+            "file). srquant never unpickles arbitrary code. "
             "Re-save it as a state_dict (torch.save(model.state_dict(), ...)) in a trusted environment."
         ) from None
     except Exception as err:  # noqa: BLE001 - torch.load raises many types (IndexError, struct.error, ...) on bad bytes
@@ -68,16 +68,25 @@ def _check_zip(path: Path) -> None:
         raise CheckpointError(f"{path} is corrupted: CRC-32 mismatch in record {bad}")
 
 
+TORCH_ADVICE = ("weights_only", "Weights only", "trust", "documentation of torch.load")  # advice to load unsafely
+
+
 def _first_line(err: BaseException) -> str:
-    """``Type: first line`` of an exception, without ANSI escapes and without torch's advice on ``weights_only``."""
-    lines = [ln.strip() for ln in clean_message(str(err)).splitlines() if ln.strip() and "weights_only" not in ln]
+    """``Type: reason`` of an exception: its first line that is not torch's advice on ``weights_only`` (the
+    weights-only unpickler's own reason when there is one), without ANSI escapes."""
+    text = clean_message(str(err))
+    reason = text.partition("WeightsUnpickler error:")[2] or text
+    lines = [ln.strip() for ln in reason.splitlines() if ln.strip() and not any(a in ln for a in TORCH_ADVICE)]
     return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
 def _unsupported_global(err: pickle.UnpicklingError) -> str | None:
-    """The ``GLOBAL module.name`` a weights-only load refused (the file is a pickle of code), else None."""
-    match = re.search(r"Unsupported global: (GLOBAL \S+)", clean_message(str(err)))
-    return match.group(1) if match else None
+    """The ``GLOBAL module.name`` a weights-only load refused when it names real Python code (a pickled module or
+    function), else None (a damaged file whose bytes happen to read as a garbled GLOBAL opcode)."""
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", clean_message(str(err)))
+    if match is None or not all(part.isidentifier() for part in match.group(1).split(".")):
+        return None
+    return f"GLOBAL {match.group(1)}"
 
 
 def _is_state_dict(obj: object) -> bool:
