@@ -160,11 +160,13 @@ def _write(tmp: Path, suffix: str, data: bytes) -> Path:
 
 
 def names_file(path: Path, fn) -> None:
-    """Run ``fn``; a srquant error must name ``path``."""
+    """Run ``fn``; a srquant error must name ``path`` (and carry no ANSI escapes, no advice to load unsafely)."""
     try:
         fn()
     except SrquantError as err:
-        assert path.name in str(err), f"{type(err).__name__} does not name the file: {err}"
+        message = str(err)
+        assert path.name in message, f"{type(err).__name__} does not name the file: {message}"
+        assert "\x1b[" not in message and "weights_only" not in message and "Weights only" not in message, message
         raise
 
 
