@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import resource
 import threading
 import time
 from collections import Counter
@@ -120,7 +121,8 @@ def fuzz(name: str, strategy: st.SearchStrategy, check) -> None:
     one()
     while time.perf_counter() - start < budget:
         one()
-    print("\n" + STATS[name].line(name))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\n{STATS[name].line(name)}; {time.perf_counter() - start:.0f} s; process peak RSS so far {peak:.0f} MB")
 
 
 # --- mutations of valid files ----------------------------------------------------------------------------------------
