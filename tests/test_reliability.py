@@ -1,5 +1,6 @@
 """Issue 19, case by case: no stale reuse, no silently loaded corruption, a clear error for every bad input before
 any work. Tiny images and the embedded ABPN x4: every quantize run here takes about a second."""
+import io
 import json
 import os
 import struct
@@ -362,6 +363,19 @@ def test_pixel_limit_holds_for_every_bit_depth(tmp_path, monkeypatch, bits):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "x.jpg")
     with pytest.raises(ImageError, match="exceeds"):
         read_image(tmp_path / "x.jpg")
+
+
+def test_small_jpeg_claiming_a_huge_size_is_refused_at_once(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 512, 65000)  # 33 MP, under MAX_PIXELS: libjpeg would fill it with grey
+    (tmp_path / "big.jpg").write_bytes(data)
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match="big.jpg is truncated or corrupted: its header claims 65000x512"):
+        read_image(tmp_path / "big.jpg")
+    assert time.perf_counter() - start < 0.2
 
 
 # --- 7. messages -----------------------------------------------------------------------------------------------------

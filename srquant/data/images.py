@@ -13,6 +13,7 @@ from ..fileio import atomic_path
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".webp")
 MAX_PIXELS = 36_000_000  # width x height x frames, any bit depth (an 8K UHD photo is 33.2 MP); checked before decoding
 DEFLATE_MAX_RATIO = 1032  # zlib cannot expand data more than this: a PNG claiming more pixels is truncated or forged
+JPEG_MAX_PIXELS_PER_BYTE = 4096  # Huffman JPEG spends >= 1 bit per 8x8 block (512 px/byte); 8x that for arithmetic
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
 
@@ -56,20 +57,22 @@ def read_image(path: str | Path, with_gray_flag: bool = False) -> np.ndarray | t
 
 
 def image_size(path: str | Path) -> tuple[int, int, int]:
-    """(width, height, bits per sample) from the header alone; raises :class:`ImageError` for an unreadable header
-    or more than :data:`MAX_PIXELS` pixels (all frames of a multi-frame file)."""
+    """(width, height, bits per sample) from the header alone; raises :class:`ImageError` for an unreadable header,
+    a PNG or JPEG claiming more pixels than its bytes can encode (truncated or forged), or more than
+    :data:`MAX_PIXELS` pixels (all frames of a multi-frame file)."""
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(29)
+    size = path.stat().st_size
     if head.startswith(PNG_SIGNATURE):
         width, height, bits, colour = _png_header(path, head)
-        frames = 1
-        raw_bytes = height * (1 + (width * PNG_CHANNELS[colour] * bits + 7) // 8)
-        if raw_bytes > DEFLATE_MAX_RATIO * path.stat().st_size:
-            raise ImageError(f"{path} is truncated or corrupted: its header claims {width}x{height} pixels, more than "
-                             f"its {path.stat().st_size} bytes can hold")
+        frames, possible = 1, height * (1 + (width * PNG_CHANNELS[colour] * bits + 7) // 8) <= DEFLATE_MAX_RATIO * size
     else:
-        width, height, bits, frames = _pillow_header(path)
+        width, height, bits, frames, kind = _pillow_header(path)
+        possible = kind != "JPEG" or width * height <= JPEG_MAX_PIXELS_PER_BYTE * size
+    if not possible:  # libjpeg would decode it anyway, filling the missing data with grey
+        raise ImageError(f"{path} is truncated or corrupted: its header claims {width}x{height} pixels, more than "
+                         f"its {size} bytes can hold")
     if width < 1 or height < 1:
         raise ImageError(f"{path}: invalid size {width}x{height} in its header")
     if width * height * frames > MAX_PIXELS:
@@ -89,8 +92,9 @@ def _png_header(path: Path, head: bytes) -> tuple[int, int, int, int]:
     return width, height, bits, colour
 
 
-def _pillow_header(path: Path) -> tuple[int, int, int, int]:
-    """Width, height, bits per sample and frame count as Pillow reads them from the header (nothing decoded)."""
+def _pillow_header(path: Path) -> tuple[int, int, int, int, str]:
+    """Width, height, bits per sample, frame count and format as Pillow reads them from the header (nothing
+    decoded)."""
     from PIL import Image
 
     try:
@@ -98,7 +102,7 @@ def _pillow_header(path: Path) -> tuple[int, int, int, int]:
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
                 bits = 16 if im.mode.startswith("I;16") else 32 if im.mode in ("I", "F") else 8
-                return im.size[0], im.size[1], bits, int(getattr(im, "n_frames", 1))
+                return im.size[0], im.size[1], bits, int(getattr(im, "n_frames", 1)), str(im.format)
     except Exception as err:  # Pillow raises many types for a broken header
         raise ImageError(f"cannot read image {path}: {_reason(err)}") from None
 
