@@ -378,6 +378,12 @@ def test_small_jpeg_claiming_a_huge_size_is_refused_at_once(tmp_path):
     assert time.perf_counter() - start < 0.2
 
 
+def test_formats_outside_the_benchmark_ones_are_refused_before_decoding(tmp_path):
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "a.gif")  # a GIF claiming 6000x5900 took 1 s
+    with pytest.raises(ImageError, match="a.gif: unsupported image format GIF"):
+        read_image(tmp_path / "a.gif")
+
+
 # --- 7. messages -----------------------------------------------------------------------------------------------------
 def test_tiny_image_reports_its_real_size(tmp_path):
     Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(tmp_path / "tiny.png")

@@ -11,6 +11,7 @@ from ..errors import ImageError, InputError, clean_message
 from ..fileio import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".webp")
+PILLOW_FORMATS = ("BMP", "JPEG", "MPO", "TIFF", "PPM", "WEBP")  # decoded by Pillow (PNG is parsed here first)
 MAX_PIXELS = 36_000_000  # width x height x frames, any bit depth (an 8K UHD photo is 33.2 MP); checked before decoding
 DEFLATE_MAX_RATIO = 1032  # zlib cannot expand data more than this: a PNG claiming more pixels is truncated or forged
 JPEG_MAX_PIXELS_PER_BYTE = 4096  # Huffman JPEG spends >= 1 bit per 8x8 block (512 px/byte); 8x that for arithmetic
@@ -69,7 +70,9 @@ def image_size(path: str | Path) -> tuple[int, int, int]:
         frames, possible = 1, height * (1 + (width * PNG_CHANNELS[colour] * bits + 7) // 8) <= DEFLATE_MAX_RATIO * size
     else:
         width, height, bits, frames, kind = _pillow_header(path)
-        possible = kind != "JPEG" or width * height <= JPEG_MAX_PIXELS_PER_BYTE * size
+        if kind not in PILLOW_FORMATS:  # GIF, ICO, PSD, ...: not benchmark formats, and more decoders to attack
+            raise ImageError(f"{path}: unsupported image format {kind} (supported: PNG, {', '.join(PILLOW_FORMATS)})")
+        possible = kind not in ("JPEG", "MPO") or width * height <= JPEG_MAX_PIXELS_PER_BYTE * size
     if not possible:  # libjpeg would decode it anyway, filling the missing data with grey
         raise ImageError(f"{path} is truncated or corrupted: its header claims {width}x{height} pixels, more than "
                          f"its {size} bytes can hold")
