@@ -73,7 +73,7 @@ def image_size(path: str | Path) -> tuple[int, int, int]:
         if kind not in PILLOW_FORMATS:  # GIF, ICO, PSD, ...: not benchmark formats, and more decoders to attack
             raise ImageError(f"{path}: unsupported image format {kind} (supported: PNG, {', '.join(PILLOW_FORMATS)})")
         possible = kind not in ("JPEG", "MPO") or width * height <= JPEG_MAX_PIXELS_PER_BYTE * size
-    if not possible:  # libjpeg would decode it anyway, filling the missing data with grey
+    if not possible:  # a decoder would allocate the claimed size first (libjpeg even decodes it, filling with grey)
         raise ImageError(f"{path} is truncated or corrupted: its header claims {width}x{height} pixels, more than "
                          f"its {size} bytes can hold")
     if width < 1 or height < 1:
