@@ -11,7 +11,8 @@ simulation and the ONNX file in ONNX Runtime. ``--ort`` adds ort-minmax, ort-per
 (evaluated in ONNX Runtime; with ``--scope body`` their head and tail convolutions are left in float through
 ``nodes_to_exclude``). ``--option method.key=value`` sets a method option (e.g. ``brecq.iters=400``); a method
 written with its options, ``nncf[preset=mixed,fast_bias_correction=false]``, runs beside the plain ``nncf``.
-``--runtimes onnxruntime,openvino`` evaluates every ONNX file (srquant's exports and the peers' files) in each.
+``--runtimes onnxruntime,openvino`` evaluates srquant's exports and NNCF's files in each (the ``ort-*`` files run in
+ONNX Runtime only).
 Every finished method is cached as ``OUT/<label>.json``, so a rerun resumes (at the same ``--optimization`` level,
 which ``OUT/optimization.txt`` records); the table goes to ``OUT/table.md``.
 """
@@ -48,33 +49,36 @@ def method_options(items: list[str]) -> dict[str, dict]:
     return options
 
 
+def split_top(text: str) -> list[str]:
+    """Split on commas outside brackets."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [p for p in parts + [current] if p]
+
+
 def split_method(spec: str) -> tuple[str, dict]:
-    """``nncf[preset=mixed,subset_size=64]`` -> ("nncf", {"preset": "mixed", "subset_size": 64})."""
+    """``nncf[preset=mixed,ignored_types=[Pow,Sqrt]]`` -> ("nncf", {"preset": "mixed", "ignored_types": [...]})."""
     name, _, rest = spec.partition("[")
     options = {}
-    for item in filter(None, rest.rstrip("]").split(",")):
+    for item in split_top(rest[:-1] if rest.endswith("]") else rest):
         key, _, value = item.partition("=")
         options[key.replace("-", "_")] = yaml.safe_load(value)
     return name, options
 
 
-def split_methods(text: str) -> list[str]:
-    """Comma-separated methods; commas inside [...] belong to the method's options."""
-    methods, depth, current = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            methods.append(current)
-            current = ""
-        else:
-            current += ch
-    return [m for m in methods + [current] if m]
-
-
 def method_label(method: str, options: dict) -> str:
-    """The method's name with its options, e.g. ``brecq[init=minmax]``: the table row and cache name."""
-    return method + ("[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]" if options else "")
+    """The method's name with its options, e.g. ``brecq[init=minmax]`` (list values joined by ``+``): the table row
+    and cache name."""
+    def text(v):
+        return "+".join(map(str, v)) if isinstance(v, list) else v
+
+    return method + ("[" + ",".join(f"{k}={text(v)}" for k, v in sorted(options.items())) + "]" if options else "")
 
 
 PEERS = ("ort-", "nncf")  # methods whose result is an ONNX file of another tool
@@ -104,7 +108,7 @@ def run_method(method: str, model, calib, datasets, out: Path, options: dict, pr
     else:
         records += evaluate(model_predictor(qmodel, info), datasets, backend="torch", **common)
         export_onnx(qmodel, onnx_path)
-    for runtime in runtimes:
+    for runtime in ("onnxruntime",) if method.startswith("ort-") else runtimes:  # ONNX Runtime's own files: ORT only
         runner = OrtRunner(onnx_path, optimization=optimization) if runtime == "onnxruntime" else open_runner(onnx_path, runtime)
         records += evaluate(model_predictor(runner, info), datasets, backend=runtime, **common)
     return records
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [BenchmarkFolder(SHARED / "data" / "benchmarks" / d, args.scale) for d in args.datasets]
     calib = calibration_batch(model.sr_info, args.calib, args.n_calib, 48, 0)
     options = method_options(args.option)
-    methods = ["fp32"] + split_methods(args.methods) + (list(ORT_METHODS) if args.ort else [])
+    methods = ["fp32"] + split_top(args.methods) + (list(ORT_METHODS) if args.ort else [])
     runtimes = tuple(r for r in args.runtimes.split(",") if r)
     args.out.mkdir(parents=True, exist_ok=True)
     level_file = args.out / "optimization.txt"  # the cached results hold for one ONNX Runtime level

@@ -82,6 +82,34 @@ def test_bias_correction_removes_the_mean_output_shift():
     assert head_shift() < 1e-5 < before
 
 
+class PooledBranch(nn.Module):
+    """A conv on globally pooled features (1x1 outputs), as channel attention has."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.a(x)
+        return self.c(y * torch.sigmoid(self.b(torch.nn.functional.adaptive_avg_pool2d(y, 1))))
+
+
+def test_bias_correction_measures_each_layer_at_its_own_output_size():
+    torch.manual_seed(0)
+    model, x = PooledBranch().eval(), torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    qmodel = srquant.quantize(model, MinMaxConfig(w_bits=4, scope="all", act_points="runtime"), x)
+
+    def pooled_shift():
+        with torch.no_grad():
+            q = qmodel.b(torch.nn.functional.adaptive_avg_pool2d(qmodel.a(x), 1))
+            f = model.b(torch.nn.functional.adaptive_avg_pool2d(model.a(x), 1))
+        return float((q - f).mean(dim=(0, 2, 3)).abs().max())
+
+    before = pooled_shift()
+    correct_biases(qmodel, model, x, 8)
+    assert pooled_shift() < before / 20
+
+
 def test_int8_config_validates():
     with pytest.raises(ValueError, match="8"):
         Int8Config(w_bits=4)

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..quant.equalize import equalize
 from ..quant.model import quant_layers
-from ..quant.tuning import TuningConfig, reconstruct
+from ..quant.tuning import TuningConfig, collect, reconstruct
 from .base import QuantConfig, register_method
 from .uniform import PercentileConfig, percentile
 
@@ -47,7 +47,7 @@ class Int8Config(QuantConfig):
     tune_iters: int = 100  # optimizer steps per unit
     tune_lr: float = 5e-3  # Adam on the bounds, relative to each range's width
     bias_correction: bool = True
-    correction_batch: int = 64  # calibration patches that measure the output shift
+    correction_batch: int = 16  # calibration patches that measure the output shift
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -67,14 +67,21 @@ class Int8Config(QuantConfig):
             raise ValueError("correction_batch must be >= 1")
 
 
+def _channel_mean(out: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum over batch and space of each output channel, and the number of values summed per channel."""
+    dims = (0, 2, 3) if out.dim() == 4 else (0,)
+    return out.detach().double().sum(dim=dims), out.numel() // out.shape[1]
+
+
 def _channel_means(model: nn.Module, names: list[str], x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
     """Mean over batch and space of each named module's output channels."""
-    sums: dict[str, torch.Tensor] = {}
+    sums: dict[str, list] = {}
 
     def hook(name):
         def record(module, args, out):
-            total = out.detach().double().sum(dim=(0, 2, 3)) if out.dim() == 4 else out.detach().double().sum(0)
-            sums[name] = sums.get(name, 0) + total
+            total, count = _channel_mean(out)
+            prev = sums.get(name, [0, 0])
+            sums[name] = [prev[0] + total, prev[1] + count]
         return record
 
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
@@ -85,19 +92,19 @@ def _channel_means(model: nn.Module, names: list[str], x: torch.Tensor, batch_si
     finally:
         for h in handles:
             h.remove()
-    count = x.shape[0] * (x.shape[2] * x.shape[3] if x.dim() == 4 else 1)
-    return {n: (s / count).float() for n, s in sums.items()}
+    return {n: (total / count).float() for n, (total, count) in sums.items()}
 
 
 def correct_biases(qmodel: nn.Module, fp_model: nn.Module, x: torch.Tensor, batch_size: int) -> int:
     """Empirical bias correction, layer by layer in forward order: subtract from each quantized conv's bias the mean
-    difference between its output and the float model's (the earlier layers already corrected). Returns how many
-    biases changed."""
+    difference between its output and the float model's (the earlier layers already corrected; each forward of the
+    quantized model stops at the layer). Returns how many biases changed."""
     layers = [(n, layer) for n, layer in quant_layers(qmodel) if layer.layer.bias is not None]
     float_means = _channel_means(fp_model, [n for n, _ in layers], x, batch_size)
     for name, layer in layers:
-        shift = _channel_means(qmodel, [name], x, batch_size)[name] - float_means[name]
-        layer.layer.bias.data -= shift.to(layer.layer.bias.dtype)
+        _, (out,) = collect(qmodel, name, x, batch_size, inputs=False)
+        total, count = _channel_mean(out)
+        layer.layer.bias.data -= (total / count - float_means[name]).to(layer.layer.bias.dtype)
     return len(layers)
 
 

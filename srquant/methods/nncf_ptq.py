@@ -6,13 +6,14 @@ The result is a QDQ ONNX file, run like the ``ort-*`` models by :class:`~srquant
 (ONNX Runtime; ``srquant eval --onnx FILE --runtime openvino`` runs the same file in OpenVINO).
 
 NNCF's defaults are ``preset="performance"`` (symmetric activations) and fast bias correction. Its documentation
-recommends ``preset="mixed"`` (asymmetric activations) for models with non-ReLU activations and full bias
-correction (``fast_bias_correction=False``) for the best accuracy; both are options here. ``nncf`` is an optional
+recommends ``preset="mixed"`` (asymmetric activations) for models with non-ReLU activations, full bias
+correction (``fast_bias_correction=False``) for the best accuracy, and an ignored scope for operations that should
+stay in float (``ignored_types``, e.g. IMDN's contrast branch ``Pow``, ``Sqrt``); all are options here. ``nncf`` is an optional
 extra (``pip install 'srquant[openvino]'``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ class NncfConfig(QuantConfig):
     preset: str = "performance"  # NNCF's default; "mixed": asymmetric activations
     fast_bias_correction: bool = True  # NNCF's default; False: the slower, fuller BiasCorrection
     subset_size: int = 0  # calibration samples NNCF uses (0: every patch of the batch)
+    ignored_types: list[str] = field(default_factory=list)  # ONNX op types NNCF leaves in float (nncf.IgnoredScope)
     opset: int = 17
     threads: int = 2  # ONNX Runtime threads of the returned model
     optimization: str = DEFAULT_OPT
@@ -70,7 +72,8 @@ def nncf_quantize(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, c
     preset = nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
     quantized = nncf.quantize(onnx.load(str(fp_path)), nncf.Dataset(samples), preset=preset,
                               target_device=nncf.TargetDevice.CPU, subset_size=config.subset_size or len(samples),
-                              fast_bias_correction=config.fast_bias_correction)
+                              fast_bias_correction=config.fast_bias_correction,
+                              ignored_scope=nncf.IgnoredScope(types=list(config.ignored_types), validate=False))
     kept = [p for p in quantized.metadata_props if p.key != GRAPH_DIGEST_KEY]  # the float graph's digest
     del quantized.metadata_props[:]
     quantized.metadata_props.extend(kept)
