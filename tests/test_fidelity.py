@@ -180,3 +180,17 @@ def test_release_loss_rows_take_layer_weights_by_row_number():
     dist = float((nn.functional.normalize(fp[1][1].flatten(), dim=0) - nn.functional.normalize(q[1][1].flatten(), dim=0)).norm())
     weights = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
     assert float(release_loss(out, out, q, fp, weights, 10.0, 5.0)) == pytest.approx(10 * 0.4 * dist / 2 / 4)
+
+
+def test_official_dfsq_layers_on_imdn_and_pan():
+    """docs/fidelity.md: on IMDN x4 the release's layer set leaves c.0 and LR_conv float; on PAN x4 it is the body."""
+    from conftest import need_shared
+    from srquant.quant.scope import plan
+
+    config = DFSQConfig(w_bits=4, a_bits=4)
+    left_out = {}
+    for name in ("imdn", "pan"):
+        model = srquant.create(name, scale=4, weights=str(need_shared("weights", f"{name}_x4.pth")))
+        official = {n for n, rule in official_overrides(model, config, "blocks").items() if rule != "fp"}
+        left_out[name] = set(plan(model, "body", 4, 4)) - official
+    assert left_out == {"imdn": {"c.0", "LR_conv"}, "pan": set()}
