@@ -117,17 +117,22 @@ def test_int8_config_validates():
         Int8Config(equalization=2.0)
 
 
-def test_int8_recipe_beats_minmax_on_the_embedded_model():
-    model = srquant.create("abpn", 4, pretrained=True)
-    calib = calibration_batch(model.sr_info, None, 32, 48, 0)
-    data = [BenchmarkFolder.demo(4)]
+def test_int8_recipe_beats_minmax_when_calibration_has_rare_outliers():
+    """One hot pixel in 110k calibration values stretches every MinMax range after it; the recipe's percentile
+    ranges ignore it (on IMDN x4 the same mechanism is worth 0.15 dB: docs/int8.md)."""
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    calib = torch.rand(64, 3, 24, 24, generator=g) * 0.5
+    calib[3, 1, 7, 7] = 20.0
+    test = torch.rand(8, 3, 24, 24, generator=g) * 0.5
 
-    def psnr(q):
-        return evaluate(model_predictor(q, model.sr_info), data, model="abpn", progress=False)[0].psnr_y
+    def error(config):
+        qmodel = srquant.quantize(model, config, calib)
+        with torch.no_grad():
+            return float((qmodel(test) - model(test)).pow(2).mean())
 
-    minmax = psnr(srquant.quantize(model, MinMaxConfig(scope="all", act_points="runtime"), calib))
-    recipe = psnr(srquant.quantize(model, Int8Config(), calib))
-    assert recipe > minmax
+    minmax = error(MinMaxConfig(scope="all", act_points="runtime"))
+    assert error(Int8Config()) < minmax / 2
 
 
 def test_int8_model_saves_and_reloads_to_the_same_outputs(tmp_path):
