@@ -270,7 +270,8 @@ def cmd_int8(args: argparse.Namespace) -> None:
     """Calibrate the int8 recipe, export the integer ONNX model, check it against the simulation, evaluate FP32,
     the simulation and the integer model in the runtime; the folder is written as one unit and reused by content."""
     from . import api
-    from .deploy import ONNX_FILE, check_runtime, export_int8, int8_records
+    from .deploy import ONNX_FILE, check_runtime, int8_records
+    from .export import export_onnx
     from .evaluate import calibration_batch
     from .results import markdown_table, write_results, write_text_atomic
     from .runfolder import RunFolder
@@ -301,7 +302,7 @@ def cmd_int8(args: argparse.Namespace) -> None:
             api.save(qmodel, run.staging / "model.pt")
             paths = {"weights": args.weights, "calib": args.calib}
             write_text_atomic(run.staging / "inputs.json", json.dumps({**inputs, "paths": paths}, indent=2) + "\n")
-            onnx_path = export_int8(qmodel, run.staging / ONNX_FILE)
+            onnx_path = export_onnx(qmodel, run.staging / ONNX_FILE)
         runner, diff = check_runtime(qmodel, onnx_path, args.runtime, args.threads)
         check = f"simulation vs {args.runtime}: max |diff| {diff:.3g} on a 64 px check input (output range {info.input_range:g})"
         print(check)

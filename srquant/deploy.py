@@ -3,7 +3,7 @@
 ``srquant int8`` is this module behind the command line::
 
     qmodel = srquant.quantize(model, Int8Config(), calib)
-    path = export_int8(qmodel, "out/model_int8.onnx")
+    path = export_onnx(qmodel, "out/model_int8.onnx")
     runner, diff = check_runtime(qmodel, path, "openvino")
     records = int8_records(model, qmodel, runner, datasets)
 
@@ -21,17 +21,11 @@ from torch import nn
 
 from .data.benchmark import BenchmarkFolder
 from .evaluate import evaluate, model_predictor
-from .export import export_onnx
 from .export.runtime import open_runner, smooth_input
 from .results import ResultRecord
 
 ONNX_FILE = "model_int8.onnx"
 CHECK_SIZE = 64  # LR pixels of the check input
-
-
-def export_int8(qmodel: nn.Module, path: str | Path) -> Path:
-    """The calibrated model as an ONNX QDQ file (every conv, add, mul, concat an integer op in the runtime)."""
-    return export_onnx(qmodel, path)
 
 
 def check_runtime(qmodel: nn.Module, path: str | Path, runtime: str = "onnxruntime", threads: int = 2):

@@ -1,5 +1,4 @@
 """Deployable INT8: the int8 recipe, equalization, the srquant int8 command, runtimes, foreign ONNX files, NNCF."""
-import copy
 import json
 import textwrap
 
@@ -13,7 +12,7 @@ import srquant
 from srquant.cli import main
 from srquant.data import BenchmarkFolder
 from srquant.errors import InputError, OnnxError
-from srquant.evaluate import calibration_batch, evaluate, model_predictor
+from srquant.evaluate import evaluate, model_predictor
 from srquant.export import export_float_onnx, open_runner
 from srquant.export.openvino import openvino_available
 from srquant.methods import Int8Config, MinMaxConfig
