@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{args.optimization!r}: pass that level or another --out")
     write_text_atomic(level_file, args.optimization + "\n")
     records: list[ResultRecord] = []
+    failures: list[str] = []
     for spec in methods:
         method, inline = split_method(spec)
         method_opts = {**options.get(method, {}), **inline}
@@ -174,18 +175,24 @@ def main(argv: list[str] | None = None) -> int:
         if cache.exists():
             records += read_results(cache)
             continue
+        label = method_label(method, method_opts)
         if method == "fp32":
             got = evaluate(model_predictor(model, model.sr_info), datasets, model=model.sr_info.name,
                            progress=not args.quiet)
         else:
-            got = run_method(method, model, calib, datasets, args.out, method_opts, not args.quiet,
-                             args.scope, args.optimization, runtimes)
+            try:
+                got = run_method(method, model, calib, datasets, args.out, method_opts, not args.quiet,
+                                 args.scope, args.optimization, runtimes)
+            except Exception as err:  # noqa: BLE001 - a peer tool that fails on a model is a result, not a stop
+                failures.append(f"{label} failed: {type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}")
+                print(failures[-1], file=sys.stderr, flush=True)
+                continue
         write_results(cache, got)
         records += got
-        print(f"{method}: done", file=sys.stderr, flush=True)
+        print(f"{label}: done", file=sys.stderr, flush=True)
     layers = "all layers" if args.scope == "all" else "body scope (head and tail in float)"
     head = f"{args.model} x{args.scale}, W8A8, {layers}, runtime points, ONNX Runtime {args.optimization}"
-    text = head + "\n\n" + table(records)
+    text = head + "\n\n" + table(records) + "".join(f"\n{f}\n" for f in failures)
     write_text_atomic(args.out / "table.md", text)
     print(text, end="")
     return 0
