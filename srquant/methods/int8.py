@@ -1,6 +1,7 @@
 """``int8``: srquant's recipe for a deployable W8A8 model (every layer integer, every runtime tensor rounded).
 
-The recipe is what measured best on the exported integer graphs (docs/int8.md, "What closes the gap"):
+The recipe is what measured best on the exported integer graphs (docs/int8.md, "The int8 recipe and what each
+part is worth"; the optional parts are off by default because they did not help there):
 
 * every tensor an integer runtime rounds is rounded in the simulation too (``act_points="runtime"``), so the
   simulation is the model ONNX Runtime and OpenVINO run;
