@@ -210,10 +210,30 @@ def _check_quantize_inputs(args: argparse.Namespace) -> None:
         check_output_file(args.json, "--json")
 
 
+def _commit_results(run, records, files: list[str], note: str = "") -> None:
+    """Print the results table, stage results.md (with ``note`` under the table) and results.json, commit ``files``."""
+    from .results import markdown_table, write_results, write_text_atomic
+
+    table = markdown_table(records)
+    print(table, end="")
+    write_text_atomic(run.staging / "results.md", table + (f"\n{note}\n" if note else ""))
+    write_results(run.staging / "results.json", records)
+    run.commit(files)
+
+
+def _report_written(run, files: list[str], records, json_path: str | None) -> None:
+    from .results import write_results
+
+    print(f"wrote {', '.join(str(run.path / f) for f in files)}")
+    if json_path:
+        write_results(json_path, records)
+        print(f"wrote {json_path}")
+
+
 def cmd_quantize(args: argparse.Namespace) -> None:
     from . import api
     from .evaluate import calibration_batch, evaluate, model_predictor
-    from .results import markdown_table, write_results, write_text_atomic
+    from .results import write_text_atomic
     from .runfolder import RunFolder
 
     config = _method_config(args)
@@ -250,17 +270,10 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             model_predictor(qmodel, info), datasets, method=config.method, w_bits=config.w_bits, a_bits=config.a_bits,
             scope=config.scope, calib_seconds=getattr(qmodel, "calib_seconds", None), config=config.to_dict(), **common,
         )
-        table = markdown_table(records)
-        print(table, end="")
-        write_text_atomic(run.staging / "results.md", table)
-        write_results(run.staging / "results.json", records)
-        run.commit(RUN_FILES)
+        _commit_results(run, records, RUN_FILES)
     finally:
         run.discard()
-    print(f"wrote {', '.join(str(run.path / f) for f in RUN_FILES)}")
-    if args.json:
-        write_results(args.json, records)
-        print(f"wrote {args.json}")
+    _report_written(run, RUN_FILES, records, args.json)
 
 
 INT8_FILES = RUN_FILES + ["model_int8.onnx"]
@@ -273,7 +286,7 @@ def cmd_int8(args: argparse.Namespace) -> None:
     from .deploy import ONNX_FILE, check_runtime, int8_records
     from .export import export_onnx
     from .evaluate import calibration_batch
-    from .results import markdown_table, write_results, write_text_atomic
+    from .results import write_text_atomic
     from .runfolder import RunFolder
 
     args.method, args.w_bits, args.a_bits, args.scope = "int8", 8, 8, "all"
@@ -308,17 +321,10 @@ def cmd_int8(args: argparse.Namespace) -> None:
         print(check)
         records = int8_records(model, qmodel, runner, datasets, channel=args.channel, shave=args.shave,
                                gray=args.gray, progress=not args.quiet)
-        table = markdown_table(records)
-        print(table, end="")
-        write_text_atomic(run.staging / "results.md", table + "\n" + check + "\n")
-        write_results(run.staging / "results.json", records)
-        run.commit(INT8_FILES)
+        _commit_results(run, records, INT8_FILES, note=check)
     finally:
         run.discard()
-    print(f"wrote {', '.join(str(run.path / f) for f in INT8_FILES)}")
-    if args.json:
-        write_results(args.json, records)
-        print(f"wrote {args.json}")
+    _report_written(run, INT8_FILES, records, args.json)
 
 
 def cmd_train(args: argparse.Namespace) -> None:

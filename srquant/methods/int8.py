@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..quant.equalize import equalize
-from ..quant.model import quant_layers
+from ..quant.model import quant_layers, run_batches
 from ..quant.tuning import TuningConfig, collect, reconstruct
 from .base import QuantConfig, register_method
 from .uniform import PercentileConfig, percentile
@@ -87,9 +87,7 @@ def _channel_means(model: nn.Module, names: list[str], x: torch.Tensor, batch_si
 
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
     try:
-        with torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                model(x[start:start + batch_size])
+        run_batches(model, x, batch_size)
     finally:
         for h in handles:
             h.remove()

@@ -19,6 +19,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from .model import run_batches
+
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
 ACTIVATION_FUNCTIONS = (F.relu, F.leaky_relu, torch.relu)
 MIN_SCALE = 1e-2  # a dead channel is not scaled by more than this
@@ -93,9 +95,7 @@ def channel_extents(model: nn.Module, pairs: list[ScalingPair], calib: torch.Ten
 
     handles = [model.get_submodule(p.producer).register_forward_hook(hook(p.producer)) for p in pairs]
     try:
-        with torch.no_grad():
-            for start in range(0, len(calib), batch_size):
-                model(calib[start:start + batch_size])
+        run_batches(model, calib, batch_size)
     finally:
         for h in handles:
             h.remove()
