@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..quant.model import prepare
-from ..quant.scope import _example_input, _quantizable_names, executed_layers, find_ends
+from ..quant.scope import find_ends, layer_call_order
 from ..quant.tuning import find_units
 
 VARIANTS = ("spec", "official")
@@ -41,22 +41,6 @@ def apply_official(config, values: dict[str, Any]) -> None:
             setattr(config, f.name, values[f.name])
 
 
-def forward_order(model: nn.Module) -> list[str]:
-    """Quantizable layers in the order one forward pass runs them."""
-    executed = executed_layers(model)
-    names = [n for n in _quantizable_names(model) if n in executed]
-    modules = dict(model.named_modules())
-    order: list[str] = []
-    handles = [modules[n].register_forward_pre_hook(lambda *_, n=n: order.append(n)) for n in names]
-    try:
-        with torch.no_grad():
-            model(_example_input(model, modules[names[0]]))
-    finally:
-        for h in handles:
-            h.remove()
-    return list(dict.fromkeys(order))
-
-
 def block_layers(model: nn.Module, config) -> set[str]:
     """Layers inside the model's multi-layer blocks (EDSR's ResBlocks, IMDN's IMDBs, PAN's SCPA blocks)."""
     probe = prepare(model, dataclasses.replace(config, scope="all", overrides={}))
@@ -75,7 +59,7 @@ def official_overrides(model: nn.Module, config, rule: str) -> dict[str, Any]:
     """
     if rule not in LAYER_RULES:
         raise ValueError(f"layer rule must be one of {LAYER_RULES}, got {rule!r}")
-    order = forward_order(model)
+    order = layer_call_order(model)
     own = {"w_bits": config.w_bits, "a_bits": config.a_bits}
     if rule == "blocks":
         inside = block_layers(model, config)

@@ -39,21 +39,27 @@ def _example_input(model: nn.Module, first_layer: nn.Module) -> torch.Tensor:
     return torch.rand(1, channels, 16, 16, generator=torch.Generator().manual_seed(0))
 
 
-def executed_layers(model: nn.Module) -> set[str]:
-    """Names of the quantizable layers a forward pass actually runs (multi-scale nets skip other scales' branches)."""
+def layer_call_order(model: nn.Module) -> list[str]:
+    """Names of the quantizable layers a forward pass actually runs, in the order it first runs them (multi-scale
+    nets skip other scales' branches)."""
     names = _quantizable_names(model)
     if not names:
-        return set()
+        return []
     modules = dict(model.named_modules())
-    ran: set[str] = set()
-    handles = [modules[n].register_forward_hook(lambda *_, n=n: ran.add(n)) for n in names]
+    order: list[str] = []
+    handles = [modules[n].register_forward_pre_hook(lambda *_, n=n: order.append(n)) for n in names]
     try:
         with torch.no_grad():
             model(_example_input(model, modules[names[0]]))
     finally:
         for h in handles:
             h.remove()
-    return ran
+    return list(dict.fromkeys(order))
+
+
+def executed_layers(model: nn.Module) -> set[str]:
+    """Names of the quantizable layers a forward pass actually runs."""
+    return set(layer_call_order(model))
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
