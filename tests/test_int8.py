@@ -256,3 +256,24 @@ def test_nncf_peer_quantizes_to_an_integer_onnx_file():
     out = qmodel(calib)
     assert out.shape == model(calib).shape
     assert float(np.corrcoef(out.flatten().numpy(), model(calib).detach().flatten().numpy())[0, 1]) > 0.99
+
+
+@pytest.mark.skipif(not openvino_available(), reason="NNCF is not installed (pip install 'srquant[openvino]')")
+def test_nncf_range_estimator_minmax_covers_the_rare_large_sample():
+    pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'srquant[openvino]')")
+    model, calib = tiny_model(), tiny_calib()
+    calib = calib * 0.1
+    calib[0] = calib[0] * 10  # one sample ten times brighter than the rest
+
+    def input_scale(config) -> float:
+        qmodel = srquant.quantize(model, config, calib)  # owns the temporary folder of its file
+        graph = onnx.load(str(qmodel.onnx_path)).graph
+        first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == graph.input[0].name)
+        init = {i.name: i for i in graph.initializer}
+        return float(onnx.numpy_helper.to_array(init[first_q.input[1]]))
+
+    mean_of_max = input_scale(srquant.methods.NncfConfig())  # NNCF's default: the mean of per-sample ranges
+    global_max = input_scale(srquant.methods.NncfConfig(range_estimator="minmax"))
+    assert global_max > 2 * mean_of_max
+    with pytest.raises(ValueError, match="range_estimator"):
+        srquant.methods.NncfConfig(range_estimator="widest")

@@ -8,8 +8,10 @@ The result is a QDQ ONNX file, run like the ``ort-*`` models by :class:`~srquant
 NNCF's defaults are ``preset="performance"`` (symmetric activations) and fast bias correction. Its documentation
 recommends ``preset="mixed"`` (asymmetric activations) for models with non-ReLU activations, full bias
 correction (``fast_bias_correction=False``) for the best accuracy, and an ignored scope for operations that should
-stay in float (``ignored_types``, e.g. IMDN's contrast branch ``Pow``, ``Sqrt``); all are options here. ``nncf`` is an optional
-extra (``pip install 'srquant[openvino]'``).
+stay in float (``ignored_types``, e.g. IMDN's contrast branch ``Pow``, ``Sqrt``). NNCF's default activation ranges
+are the *mean over calibration samples* of each sample's min and max; ``range_estimator`` picks another of NNCF's
+range estimator sets (``minmax``: the global min and max, as srquant's and ONNX Runtime's MinMax). All are options
+here. ``nncf`` is an optional extra (``pip install 'srquant[openvino]'``).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from .base import QuantConfig, register_method
 from .ort import OrtQuantizedModel, make_workdir
 
 PRESETS = ("performance", "mixed")
+RANGE_ESTIMATORS = ("default", "minmax", "mean_minmax", "median_minmax", "mean_no_outliers_minmax", "mean_quantile",
+                    "histogram")  # "default": NNCF's own choice; the others: nncf.RangeEstimatorParametersSet members
 
 
 @dataclass
@@ -37,6 +41,7 @@ class NncfConfig(QuantConfig):
     fast_bias_correction: bool = True  # NNCF's default; False: the slower, fuller BiasCorrection
     subset_size: int = 0  # calibration samples NNCF uses (0: every patch of the batch)
     ignored_types: list[str] = field(default_factory=list)  # ONNX op types NNCF leaves in float (nncf.IgnoredScope)
+    range_estimator: str = "default"  # activation ranges: one of RANGE_ESTIMATORS
     opset: int = 17
     threads: int = 2  # ONNX Runtime threads of the returned model
     optimization: str = DEFAULT_OPT
@@ -50,6 +55,8 @@ class NncfConfig(QuantConfig):
             raise ValueError("nncf chooses the layers it quantizes itself: scope must be 'all'")
         if self.preset not in PRESETS:
             raise ValueError(f"nncf preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.range_estimator not in RANGE_ESTIMATORS:
+            raise ValueError(f"nncf range_estimator must be one of {RANGE_ESTIMATORS}, got {self.range_estimator!r}")
         if self.subset_size < 0:
             raise ValueError("subset_size must be >= 0")
         if self.optimization not in OPT_LEVELS:
@@ -70,10 +77,18 @@ def nncf_quantize(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, c
     fp_path = export_float_onnx(fp_model, workdir / "fp32.onnx", example=calib[:1], opset=config.opset)
     samples = [{INPUT_NAME: np.ascontiguousarray(x[None].cpu().float().numpy())} for x in calib]
     preset = nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+    advanced = {}
+    if config.range_estimator != "default":
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        ranges = getattr(RangeEstimatorParametersSet, config.range_estimator.upper())
+        advanced["advanced_parameters"] = AdvancedQuantizationParameters(activations_range_estimator_params=ranges)
     quantized = nncf.quantize(onnx.load(str(fp_path)), nncf.Dataset(samples), preset=preset,
                               target_device=nncf.TargetDevice.CPU, subset_size=config.subset_size or len(samples),
                               fast_bias_correction=config.fast_bias_correction,
-                              ignored_scope=nncf.IgnoredScope(types=list(config.ignored_types), validate=False))
+                              ignored_scope=nncf.IgnoredScope(types=list(config.ignored_types), validate=False),
+                              **advanced)
     kept = [p for p in quantized.metadata_props if p.key != GRAPH_DIGEST_KEY]  # the float graph's digest
     del quantized.metadata_props[:]
     quantized.metadata_props.extend(kept)
