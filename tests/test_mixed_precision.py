@@ -1,0 +1,75 @@
+"""Mixed precision under a size budget: costs, sensitivities and the greedy allocation (srquant.quant.mixed_precision)."""
+import pytest
+import torch
+
+import srquant
+from srquant.methods import MinMaxConfig
+from srquant.quant.mixed_precision import (LayerCost, allocate_bits, average_bits, bit_overrides, layer_costs,
+                                           layer_sensitivities)
+from srquant.quant.model import quant_layers
+
+from conftest import TinyResidualNet, tiny_calib
+
+LAYERS = ["head", "body.0.conv1", "body.0.conv2", "body.1.conv1", "body.1.conv2", "tail"]
+
+
+def test_layer_costs_count_weights_and_input_values_per_pixel():
+    costs = layer_costs(TinyResidualNet(c=8), torch.rand(2, 3, 10, 10), LAYERS)
+    assert costs["head"] == LayerCost(8 * 3 * 9, 3.0)
+    assert costs["body.0.conv1"] == LayerCost(8 * 8 * 9, 8.0)
+    assert costs["tail"].params == 3 * 8 * 9
+    with pytest.raises(ValueError, match="not quantizable"):
+        layer_costs(TinyResidualNet(), torch.rand(1, 3, 8, 8), ["body"])
+
+
+def test_allocation_gives_the_bits_to_the_layer_that_gains_most():
+    costs = {"a": LayerCost(100, 1.0), "b": LayerCost(100, 1.0)}
+    sens = {"a": {3: 10.0, 4: 5.0, 6: 1.0, 8: 0.0}, "b": {3: 1.0, 4: 0.5, 6: 0.1, 8: 0.0}}
+    bits = allocate_bits(sens, costs, 4.5)
+    assert average_bits(bits, costs) == (4.5, 4.5)
+    assert bits == {"a": 6, "b": 3}  # 'a' gains 9 dB-units from 3 -> 6 bits, 'b' at most 1
+    assert allocate_bits(sens, costs, 8) == {"a": 8, "b": 8}
+    assert allocate_bits(sens, costs, 3) == {"a": 3, "b": 3}
+    with pytest.raises(ValueError, match="below the narrowest"):
+        allocate_bits(sens, costs, 2.5)
+
+
+def test_allocation_respects_separate_weight_and_activation_budgets():
+    # 'big' holds most weights, 'wide' reads most activation values
+    costs = {"big": LayerCost(900, 1.0), "wide": LayerCost(100, 9.0)}
+    sens = {n: {3: 4.0, 4: 2.0, 6: 1.0, 8: 0.0} for n in costs}
+    bits = allocate_bits(sens, costs, w_budget=6.0, a_budget=3.5)
+    assert bits == {"big": 6, "wide": 3}  # 'wide' at 4 bits alone breaks the activation budget, 'big' at 8 the weights'
+    w, a = average_bits(bits, costs)
+    assert w == pytest.approx(5.7) and a == pytest.approx(3.3)
+    assert allocate_bits(sens, costs, w_budget=4.0) == {"big": 4, "wide": 4}
+
+
+def test_sensitivities_quantize_one_layer_at_a_time_and_fall_with_width():
+    torch.manual_seed(0)
+    model, calib = TinyResidualNet(c=8).eval(), tiny_calib()
+    with torch.no_grad():
+        ref = model(calib)
+    seen = []
+
+    def quantize(overrides):
+        qmodel = srquant.quantize(model, MinMaxConfig(w_bits=8, a_bits=8, scope="all", overrides=overrides), calib)
+        seen.append({n: (m.weight_quant.bits, m.input_quant.bits) for n, m in quant_layers(qmodel)})
+        return qmodel
+
+    def loss(qmodel):
+        with torch.no_grad():
+            return float((qmodel(calib) - ref).pow(2).mean())
+
+    sens = layer_sensitivities(["head", "tail"], quantize, loss, candidates=(3, 8))
+    assert seen[0] == {"head": (3, 3)} and seen[3] == {"tail": (8, 8)}
+    for name in ("head", "tail"):
+        assert sens[name][3] > sens[name][8] > 0
+
+
+def test_bit_overrides_reach_the_quantized_layers():
+    model, calib = TinyResidualNet(c=8).eval(), tiny_calib()
+    bits = {"head": 8, "body.0.conv1": 3, "tail": 6}
+    qmodel = srquant.quantize(model, MinMaxConfig(w_bits=4, a_bits=4, scope="all", overrides=bit_overrides(bits)), calib)
+    got = {n: m.weight_quant.bits for n, m in quant_layers(qmodel)}
+    assert got["head"] == 8 and got["body.0.conv1"] == 3 and got["tail"] == 6 and got["body.1.conv2"] == 4
