@@ -247,3 +247,31 @@ def test_narrow_convs_padded_to_16_filters_give_the_same_outputs(tmp_path):
     assert Counter(n.op_type for n in optimized_graph(padded).graph.node)["QLinearConv"] == len(before)
     with pytest.raises(ValueError, match="pad_out_channels"):
         export_onnx(qmodel, tmp_path / "bad.onnx", pad_out_channels=-1)
+
+
+class _SharedBlockNet(nn.Module):
+    """A block applied twice with the same weights (CARN-M's shared residual blocks)."""
+
+    def __init__(self, c: int = 16):
+        super().__init__()
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.shared = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
+        self.tail = nn.Conv2d(c, 3, 3, padding=1)
+
+    def forward(self, x):
+        f = self.head(x)
+        f = f + self.shared(f)
+        return self.tail(f + self.shared(f))
+
+
+def test_a_conv_run_twice_exports_one_bias_per_grid(tmp_path):
+    torch.manual_seed(0)
+    model = _SharedBlockNet().eval()
+    with pytest.warns(UserWarning, match="more than once per forward"):
+        qmodel = srquant.quantize(model, MinMaxConfig(w_bits=W_BITS, a_bits=8, scope="all", act_points="runtime"),
+                                  _calib())
+    path = export_onnx(qmodel, tmp_path / "shared.onnx")  # checked: every tensor name defined once
+    x = _calib(1, 16)
+    with torch.no_grad():
+        sim = qmodel(x)
+    assert (OrtRunner(path, threads=1)(x) - sim).abs().max() < 0.05 * sim.abs().max()

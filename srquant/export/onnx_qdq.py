@@ -345,7 +345,7 @@ class _Graph:
 
     def quantize_biases(self) -> int:
         """Conv bias (float initializer) -> int32 initializer + DequantizeLinear(scale = s_in * s_w)."""
-        new_nodes, done = [], 0
+        new_nodes, done, made = [], 0, {}
         for node, _, s_x, s_w in self.float_bias_convs():
             bias = self.inits[node.input[2]].astype(np.float64)
             scale = (float(s_x.reshape(())) * s_w.astype(np.float64)).reshape(-1)
@@ -357,8 +357,14 @@ class _Graph:
                               "scale s_in * s_w; the bias stays float and ONNX Runtime's own int32 conversion "
                               "of it may overflow", stacklevel=4)
                 continue
-            base = node.input[2]
+            key = (node.input[2], scale.astype(np.float32).tobytes())
+            if key in made:  # a conv run more than once (shared weights) on the same grid: one bias DQ
+                node.input[2] = made[key]
+                done += 1
+                continue
+            base = node.input[2] + (f"_{len(made)}" if any(k[0] == node.input[2] for k in made) else "")
             names = (f"{base}_int32", f"{base}_int32_scale", f"{base}_int32_zero_point", f"{base}_dequantized")
+            made[key] = names[3]
             self.inits[names[0]] = codes.astype(np.int32)
             self.inits[names[1]] = scale.astype(np.float32)
             self.inits[names[2]] = np.zeros(bias.shape, np.int32)
