@@ -109,6 +109,28 @@ def test_bias_correction_measures_each_layer_at_its_own_output_size():
     assert pooled_shift() < before / 20
 
 
+
+class SharedBlockNet(nn.Module):
+    """One block applied twice (CARN-M's shared residual blocks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.tail = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1)
+        self.shared = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        return self.tail(self.shared(self.shared(self.head(x))))
+
+
+def test_bias_correction_leaves_a_conv_run_twice_alone():
+    torch.manual_seed(0)
+    model, x = SharedBlockNet().eval(), torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="more than once per forward"):
+        qmodel = srquant.quantize(model, MinMaxConfig(w_bits=4, scope="all", act_points="runtime"), x)
+    shared_bias, head_bias = qmodel.shared[0].layer.bias.clone(), qmodel.head.layer.bias.clone()
+    assert correct_biases(qmodel, model, x, 8) == 2  # head and tail
+    assert torch.equal(qmodel.shared[0].layer.bias, shared_bias) and not torch.equal(qmodel.head.layer.bias, head_bias)
+
 def test_int8_config_validates():
     with pytest.raises(ValueError, match="8"):
         Int8Config(w_bits=4)

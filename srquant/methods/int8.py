@@ -74,15 +74,17 @@ def _channel_mean(out: torch.Tensor) -> tuple[torch.Tensor, int]:
     return out.detach().double().sum(dim=dims), out.numel() // out.shape[1]
 
 
-def _channel_means(model: nn.Module, names: list[str], x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
-    """Mean over batch and space of each named module's output channels."""
+def _channel_means(model: nn.Module, names: list[str], x: torch.Tensor,
+                   batch_size: int) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """Mean over batch and space of each named module's output channels, and the modules called more than once
+    per forward (shared weights)."""
     sums: dict[str, list] = {}
 
     def hook(name):
         def record(module, args, out):
             total, count = _channel_mean(out)
-            prev = sums.get(name, [0, 0])
-            sums[name] = [prev[0] + total, prev[1] + count]
+            prev = sums.get(name, [0, 0, 0])
+            sums[name] = [prev[0] + total, prev[1] + count, prev[2] + 1]
         return record
 
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
@@ -91,15 +93,19 @@ def _channel_means(model: nn.Module, names: list[str], x: torch.Tensor, batch_si
     finally:
         for h in handles:
             h.remove()
-    return {n: (total / count).float() for n, (total, count) in sums.items()}
+    batches = -(-x.shape[0] // batch_size)
+    return ({n: (total / count).float() for n, (total, count, _) in sums.items()},
+            {n for n, (_, _, calls) in sums.items() if calls > batches})
 
 
 def correct_biases(qmodel: nn.Module, fp_model: nn.Module, x: torch.Tensor, batch_size: int) -> int:
     """Empirical bias correction, layer by layer in forward order: subtract from each quantized conv's bias the mean
     difference between its output and the float model's (the earlier layers already corrected; each forward of the
-    quantized model stops at the layer). Returns how many biases changed."""
+    quantized model stops at the layer). A layer run more than once per forward (shared weights, CARN-M) keeps its
+    bias: one bias cannot absorb the shifts of several outputs. Returns how many biases changed."""
     layers = [(n, layer) for n, layer in quant_layers(qmodel) if layer.layer.bias is not None]
-    float_means = _channel_means(fp_model, [n for n, _ in layers], x, batch_size)
+    float_means, shared = _channel_means(fp_model, [n for n, _ in layers], x, batch_size)
+    layers = [(n, layer) for n, layer in layers if n not in shared]
     for name, layer in layers:
         _, (out,) = collect(qmodel, name, x, batch_size, inputs=False)
         total, count = _channel_mean(out)
