@@ -8,7 +8,8 @@ models like PAN see natural statistics), the same for every backend; each backen
 --repeats timed runs are interleaved across backends (one run of each in turn) so that load changes on a shared
 machine hit all of them alike; medians are reported. The INT8 model is srquant's runtime-point simulation
 (``act_points="runtime"``, all layers, --method) exported to ONNX QDQ; ``--ort-baseline`` adds ONNX Runtime's own
-quantize_static (ort-minmax) for comparison; ``--unpadded`` the same export without padding narrow convs (see
+quantize_static (ort-minmax) for comparison, ``--nncf`` NNCF's file at its most accurate setting found
+(``preset=mixed, range_estimator=minmax``, docs/int8.md) in each runtime; ``--unpadded`` the same export without padding narrow convs (see
 :func:`srquant.export.export_onnx`). ``--optimization extended,all`` times every ONNX Runtime model at each
 graph optimization level in the same run; the INT8 ratios are taken against the fastest FP32 ONNX Runtime level, so
 a level that helps FP32 more than INT8 cannot flatter the INT8 figure. Where OpenVINO is installed (``pip install
@@ -38,7 +39,7 @@ from srquant.evaluate import prepare_input
 from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
 from srquant.export.openvino import OpenVinoRunner, openvino_available
 from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS, cpu_description
-from srquant.methods import OrtMinMaxConfig, config_class
+from srquant.methods import NncfConfig, OrtMinMaxConfig, config_class
 from srquant.methods.ort import cpu_has_vnni
 from srquant.results import write_text_atomic
 
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", type=Path, default=SHARED / "data" / "calib" / "SunHays80")
     p.add_argument("--n-calib", type=int, default=32)
     p.add_argument("--ort-baseline", action="store_true", help="also time ONNX Runtime's quantize_static (ort-minmax)")
+    p.add_argument("--nncf", action="store_true",
+                   help="also time NNCF's file (preset=mixed, range_estimator=minmax) in each runtime")
     p.add_argument("--unpadded", action="store_true",
                    help="also time the export without padding narrow convs to 16 filters (pad_out_channels=0)")
     p.add_argument("--no-openvino", action="store_true", help="time ONNX Runtime only")
@@ -155,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         ort_q = srquant.quantize(model, OrtMinMaxConfig(scope="all", threads=args.threads), calib)
         for lvl in levels:
             backends[tag("ort int8 (quantize_static)", lvl, levels)] = OrtRunner(ort_q.onnx_path, args.threads, lvl)
+    nncf_q = None
+    if args.nncf:
+        nncf_q = srquant.quantize(model, NncfConfig(preset="mixed", range_estimator="minmax", threads=args.threads), calib)
+        for lvl in levels:
+            backends[tag("ort int8 (nncf)", lvl, levels)] = OrtRunner(nncf_q.onnx_path, args.threads, lvl)
+        if openvino:
+            backends["openvino int8 (nncf)"] = OpenVinoRunner(nncf_q.onnx_path, args.threads)
 
     rng = info.input_range
 
@@ -195,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nONNX Runtime quantize_static model:")
         print(base.format())
         result["ort_baseline_ops"] = base.to_dict()
+    if nncf_q is not None:
+        report = op_report(nncf_q.onnx_path, x, threads=args.threads, optimization=lvl, runs=2)
+        print("\nNNCF model:")
+        print(report.format())
+        result["nncf_ops"] = report.to_dict()
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
