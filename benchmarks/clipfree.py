@@ -24,7 +24,7 @@ import torch
 from srquant.data import BenchmarkFolder
 from srquant.evaluate import evaluate, model_predictor
 from srquant.methods import FullIntConfig
-from srquant.methods.ort import cpu_has_vnni
+from srquant.export.runtime import cpu_has_vnni
 from srquant.rd import (BlurConfig, OutlierConfig, enhance, load_rd, model_variant, quantize_rd, rank,
                         score_images, select_clean, select_good)
 from srquant.results import write_text_atomic

@@ -27,7 +27,7 @@ from srquant.data import sample_lr_patches
 from srquant.evaluate import prepare_input
 from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
 from srquant.methods import FullIntConfig
-from srquant.methods.ort import cpu_has_vnni
+from srquant.export.runtime import cpu_has_vnni
 from srquant.rd import model_variant
 from srquant.results import write_text_atomic
 

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 import srquant
+from srquant.analysis.dfsq_ablation import format_ablation, run_ablation
 from srquant.data import BenchmarkFolder, sample_lr_patches
 from srquant.evaluate import evaluate, model_predictor, prepare_input
-from srquant.methods.dfsq import DFSQConfig, ablation_configs, format_ablation, run_ablation
+from srquant.methods.dfsq import DFSQConfig, ablation_configs
 from srquant.models import create
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -39,7 +39,7 @@ from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
 from srquant.export.openvino import OpenVinoRunner, openvino_available
 from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS, cpu_description
 from srquant.methods import OrtMinMaxConfig, config_class
-from srquant.methods.ort import cpu_has_vnni
+from srquant.export.runtime import cpu_has_vnni
 from srquant.results import write_text_atomic
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -24,7 +24,7 @@ import srquant
 from srquant.data import BenchmarkFolder
 from srquant.evaluate import calibration_batch, evaluate, model_predictor
 from srquant.methods import config_class
-from srquant.quant.model import quant_layers
+from srquant.quant.walk import quant_layers
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

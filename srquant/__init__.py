@@ -1,7 +1,6 @@
 """srquant: post-training quantization of image super-resolution networks."""
-__version__ = "0.1.0"
-
-from .api import load, quantize, save  # noqa: E402
-from .models import create  # noqa: E402
+from ._version import __version__
+from .api import load, quantize, save
+from .models import create
 
 __all__ = ["__version__", "create", "load", "quantize", "save"]

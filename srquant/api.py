@@ -10,13 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .errors import CheckpointError, SrquantError
 from .fileio import atomic_path
 from .methods import QuantConfig, config_from_dict, implementation
 from .models import create
 from .models.checkpoints import read_checkpoint
-from .quant.model import prepare, quantizers
+from .quant.model import prepare
+from .quant.walk import quantizers
 
 ARTIFACT_FORMAT = "srquant-quantized-model/1"
 

@@ -1,5 +1,7 @@
 """Real INT8: ONNX QDQ export of srquant models and ONNX Runtime sessions / op reports."""
-from .onnx_qdq import ExportError, clean_qdq, export_float_onnx, export_onnx
+from ..errors import ExportError
+from .onnx_graph import clean_qdq
+from .onnx_qdq import export_float_onnx, export_onnx
 from .runtime import (DEFAULT_OPT, OPT_LEVELS, OpReport, OrtRunner, op_report, open_runner, optimized_graph,
                       session_options, smooth_input)
 

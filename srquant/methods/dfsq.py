@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..quant.layers import QuantLayer
-from ..quant.model import quant_layers, run_batches, set_mode
+from ..quant.walk import quant_layers, run_batches, set_mode
 from ..quant.subset import (
     SortedRows, SubsetQuantizer, WORD_SETS, normalize, select_exhaustive, select_kmeans, select_optimal, universal_set,
 )
@@ -250,38 +250,3 @@ def ablation_configs(base: DFSQConfig) -> list[tuple[str, DFSQConfig]]:
         label = f"{'channel' if gran == 'channel' else 'layer'}-wise points, {'normalized' if norm else 'no normalization'}"
         rows.append((label, dataclasses.replace(base, a_granularity=gran, normalize=norm)))
     return rows
-
-
-def run_ablation(model: nn.Module, calib: torch.Tensor, datasets, base: DFSQConfig, model_name: str = "model",
-                 progress: bool = False) -> list[dict]:
-    """Quantize ``model`` with each Table 1 variant and evaluate it on ``datasets`` (BenchmarkFolder list).
-
-    Returns one dict per (variant, dataset): label, channelwise, normalize, dataset, psnr_y, ssim_y, calib_seconds.
-    """
-    from ..api import quantize
-    from ..evaluate import evaluate, model_predictor
-
-    out = []
-    for label, config in ablation_configs(base):
-        qmodel = quantize(model, config, calib)
-        records = evaluate(model_predictor(qmodel, model.sr_info), datasets, model=model_name, method="dfsq",
-                           w_bits=config.w_bits, a_bits=config.a_bits, progress=progress)
-        for r in records:
-            out.append({"label": label, "channelwise": config.a_granularity == "channel", "normalize": config.normalize,
-                        "dataset": r.dataset, "psnr_y": r.psnr_y, "ssim_y": r.ssim_y,
-                        "calib_seconds": qmodel.calib_seconds})
-    return out
-
-
-def format_ablation(rows: list[dict]) -> str:
-    """Table 1 layout: one line per variant, PSNR/SSIM per dataset."""
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    labels = list(dict.fromkeys((r["channelwise"], r["normalize"]) for r in rows))
-    lines = ["| Cha. | Norm. | " + " | ".join(datasets) + " |", "|---|---|" + "---|" * len(datasets)]
-    for cha, norm in labels:
-        cells = []
-        for d in datasets:
-            r = next(r for r in rows if r["dataset"] == d and (r["channelwise"], r["normalize"]) == (cha, norm))
-            cells.append(f"{r['psnr_y']:.3f}/{r['ssim_y']:.4f}")
-        lines.append(f"| {'✓' if cha else '-'} | {'✓' if norm else '-'} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..quant.graph_points import POINTS_ATTR, ActPoint
-from ..quant.model import quantizers_off
+from ..quant.layers import ActPoint
 from ..quant.quantizers import UniformQuantizer
+from ..quant.walk import POINTS_ATTR, quantizers_off
 from .base import QuantConfig, register_method
 from .uniform import minmax
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..quant.equalize import equalize
-from ..quant.model import quant_layers, run_batches
+from ..quant.walk import quant_layers, run_batches
 from ..quant.tuning import TuningConfig, collect, reconstruct
 from .base import QuantConfig, register_method
 from .uniform import PercentileConfig, percentile

@@ -30,7 +30,7 @@ from torch import nn
 from ..quant.dual_region import (
     LEVEL_SPLITS, DualRegionQuantizer, EMAObserver, ReleaseDualRegionQuantizer, dual_region_mse_range, split_levels,
 )
-from ..quant.model import quant_layers, run_batches, set_mode
+from ..quant.walk import quant_layers, run_batches, set_mode
 from ..quant.observers import mse_range
 from ..quant.tuning import LossContext, OutputTaps, TuningConfig, UnitReport, find_units, reconstruct
 from .base import QuantConfig, register_method

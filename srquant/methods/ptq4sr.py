@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quant.graph_points import graph_quantizers
-from ..quant.model import calibrate_ranges, observe_inputs, quant_layers, quantizers
+from ..quant.model import calibrate_ranges, observe_inputs
 from ..quant.observers import histogram
 from ..quant.tuning import LossContext, OutputTaps, TuningConfig, find_units, reconstruct
+from ..quant.walk import graph_quantizers, quant_layers, quantizers
 from .base import QuantConfig, register_method
 from .official import (
     LAYER_RULES, apply_official, check_variant, cosine_lr, epoch_batches, official_prepare, pixel_lr, train_groups,
