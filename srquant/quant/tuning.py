@@ -21,7 +21,6 @@ the QDrop masks come from generators seeded with ``config.seed``, so two runs gi
 from __future__ import annotations
 
 import fnmatch
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence

@@ -5,11 +5,14 @@ import shlex
 import time
 from pathlib import Path
 
+from ..bench import SweepConfig, expand, inline_executor, load_run, local_executor, ray_executor, run_sweep
+from ..bench.runner import pending
+from ..report import write_benchmarks_md
 from ..validate import check_data_folders, check_image_folder, check_output_dir, check_output_file
 
 
-def add_bench_commands(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
+def add_commands(sub) -> None:
+    p = sub.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
     p.add_argument("config", help="sweep config file")
     p.add_argument("--out", help="output folder (default runs/bench/<name>); finished cells are cached there")
     p.add_argument("--executor", choices=["local", "inline", "ray"], default="local", help="local processes, this process, or Ray")
@@ -43,9 +46,6 @@ def _labels(value: str | None) -> list[str] | None:
 
 
 def _cmd_bench(args) -> None:
-    from . import SweepConfig, expand, inline_executor, load_run, local_executor, ray_executor, run_sweep
-    from .runner import pending
-
     widths = [int(w) for w in _labels(args.bits)] if args.bits else None
     config = SweepConfig.from_file(args.config).subset(_labels(args.models), _labels(args.methods), widths)
     out = check_output_dir(args.out or Path("runs") / "bench" / config.name, "--out")
@@ -62,8 +62,6 @@ def _cmd_bench(args) -> None:
     print((out / "tables.md").read_text(), end="")
     print(f"wrote {out}/results.json, results.csv, tables.md ({computed} cells computed in {wall / 60:.1f} min)")
     if args.markdown:
-        from ..report import write_benchmarks_md
-
         plots = Path(args.plots) if args.plots else Path(args.markdown).parent / "benchmarks" / "plots"
         write_benchmarks_md(load_run(out), args.markdown, plots, _command(args), computed, wall)
         print(f"wrote {args.markdown} (plots in {plots})")
