@@ -94,11 +94,6 @@ def read_artifact(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def saved_config(path: str | Path) -> dict:
-    """The method config stored in a saved quantized model."""
-    return read_artifact(path)["config"]
-
-
 def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a saved quantized model. ``model`` (the float architecture) is needed only for models that were
     not built with ``srquant.models.create``. A malformed or corrupted file raises :class:`CheckpointError`."""

@@ -105,7 +105,7 @@ def test_a_model_of_another_config_is_not_reused(tmp_path, folders, capsys):
     out = run(capsys, quantize_args(folders, w8))[1]
     assert "reusing" not in out and "another config" in out
     assert records(w8 / "results.json")["minmax"]["w_bits"] == 8
-    assert api.saved_config(w8 / "model.pt")["w_bits"] == 8
+    assert api.read_artifact(w8 / "model.pt")["config"]["w_bits"] == 8
 
 
 # --- 2. a run killed during evaluation leaves the folder as it was -------------------------------------------------

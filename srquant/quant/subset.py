@@ -39,7 +39,6 @@ WORD_SETS: dict[str, tuple[tuple[float, ...], ...]] = {
         (1.0, 2.0**-5, 2.0**-8, 0.0),
     ),
 }
-RECONSTRUCTED = frozenset({"paper107"})
 EPS = 1e-8
 
 
@@ -332,10 +331,6 @@ def select_kmeans(x: torch.Tensor | SortedRows, universal: torch.Tensor, bits: i
 # --------------------------------------------------------------------------------------------------------------
 # References: exhaustive search over subsets, and the exact optimum by dynamic programming
 # --------------------------------------------------------------------------------------------------------------
-def exhaustive_count(universe: int, k: int) -> int:
-    return math.comb(universe, k)
-
-
 def select_exhaustive(x: torch.Tensor, universal: torch.Tensor, bits: int, batch: int = 1 << 16,
                       max_subsets: int | None = 50_000_000) -> tuple[torch.Tensor, torch.Tensor]:
     """Try every 2^bits-subset of the universal set on one row of values ``x`` (N,) (or (1, N)); returns the best

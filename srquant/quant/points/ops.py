@@ -19,7 +19,6 @@ _SAME_FUNCS = {
     torch.pixel_shuffle, torch.pixel_unshuffle, torch.repeat_interleave, F.max_pool2d, torch.max_pool2d,
     torch.permute, torch.transpose, torch.squeeze, torch.unsqueeze, torch.narrow, F.dropout,
 }
-_INT_METHODS = {"add", "mul", "sigmoid"}
 _SAME_METHODS = {
     "split", "chunk", "view", "reshape", "permute", "flatten", "contiguous", "repeat_interleave", "transpose",
     "squeeze", "unsqueeze", "narrow", "__getitem__",
