@@ -8,10 +8,10 @@ import warnings
 import torch
 from torch import nn
 
+from ..errors import ExportError
 from ..quant.layers import QuantLayer
 from ..quant.quantizers import UniformQuantizer
 from ..quant.walk import quant_layers
-from ..errors import ExportError
 from .runtime import cpu_has_vnni
 
 

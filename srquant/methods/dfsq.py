@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from ..quant.layers import QuantLayer
-from ..quant.walk import quant_layers, run_batches, set_mode
 from ..quant.subset import (
     SortedRows, SubsetQuantizer, WORD_SETS, normalize, select_exhaustive, select_kmeans, select_optimal, universal_set,
 )
+from ..quant.walk import quant_layers, run_batches, set_mode
 from .base import QuantConfig, register_method
 from .official import LAYER_RULES, apply_official, check_variant, official_prepare
 from .uniform import minmax_weights, mse_weights

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..quant.model import prepare
 from ..quant.scope import find_ends, layer_call_order
-from ..quant.tuning import find_units
+from ..quant.units import find_units
 
 VARIANTS = ("spec", "official")
 LAYER_RULES = ("ends8", "first-last8", "blocks")

@@ -30,9 +30,10 @@ from torch import nn
 from ..quant.dual_region import (
     LEVEL_SPLITS, DualRegionQuantizer, EMAObserver, ReleaseDualRegionQuantizer, dual_region_mse_range, split_levels,
 )
-from ..quant.walk import quant_layers, run_batches, set_mode
 from ..quant.observers import mse_range
-from ..quant.tuning import LossContext, OutputTaps, TuningConfig, UnitReport, find_units, reconstruct
+from ..quant.tuning import LossContext, OutputTaps, TuningConfig, UnitReport, reconstruct
+from ..quant.units import find_units
+from ..quant.walk import quant_layers, run_batches, set_mode
 from .base import QuantConfig, register_method
 from .official import (
     LAYER_RULES, RELEASE_PIXEL_RANGE, apply_official, check_variant, epoch_batches, official_prepare, pixel_lr,

@@ -32,7 +32,8 @@ from torch import nn
 
 from ..quant.model import calibrate_ranges, observe_inputs
 from ..quant.observers import histogram
-from ..quant.tuning import LossContext, OutputTaps, TuningConfig, find_units, reconstruct
+from ..quant.tuning import LossContext, OutputTaps, TuningConfig, reconstruct
+from ..quant.units import find_units
 from ..quant.walk import graph_quantizers, quant_layers, quantizers
 from .base import QuantConfig, register_method
 from .official import (
