@@ -3,7 +3,7 @@
 Activations: each in-scope layer input is normalized per sample and channel at run time (mean-subtracted unless it
 follows a ReLU, divided by its max |x|), snapped to the nearest of the channel's 2^a_bits points, de-normalized.
 The points are chosen once per input channel from a universal set of additive power-of-two values by k-means on
-the normalized calibration activations (fast selection), see :mod:`srquant.quant.subset`.
+the normalized calibration activations (fast selection), see :mod:`srquant.quant.subset_select`.
 Weights: per-output-filter ("kernel-wise" in the paper) asymmetric min/max, no clipping search, no fine-tuning
 (``weight_range="mse"``, beyond the spec, clips each filter's range by squared error instead).
 
@@ -28,9 +28,8 @@ import torch
 from torch import nn
 
 from ..quant.layers import QuantLayer
-from ..quant.subset import (
-    SortedRows, SubsetQuantizer, WORD_SETS, normalize, select_exhaustive, select_kmeans, select_optimal, universal_set,
-)
+from ..quant.subset import WORD_SETS, SubsetQuantizer, normalize, universal_set
+from ..quant.subset_select import SortedRows, select_exhaustive, select_kmeans, select_optimal
 from ..quant.walk import quant_layers, run_batches, set_mode
 from .base import QuantConfig, register_method
 from .official import LAYER_RULES, apply_official, check_variant, official_prepare
