@@ -13,11 +13,10 @@ from torch import nn
 from ._version import __version__
 from .errors import CheckpointError, SrquantError
 from .fileio import atomic_path
-from .methods import QuantConfig, config_from_dict, implementation
+from .methods import QuantConfig, config_from_dict, implementation, install
 from .models import create
 from .models.checkpoints import read_checkpoint
 from .quant.model import prepare
-from .quant.walk import quantizers
 
 ARTIFACT_FORMAT = "srquant-quantized-model/1"
 
@@ -36,6 +35,7 @@ def quantize(model: nn.Module, config: QuantConfig, calib: torch.Tensor) -> nn.M
     start = time.perf_counter()
     fp_model = model.eval()
     qmodel = prepare(fp_model, config)
+    install(qmodel, config)
     replaced = implementation(config)(qmodel, fp_model, calib, config)
     if replaced is not None:  # methods that produce another kind of model (ONNX Runtime's quantize_static)
         qmodel = replaced
@@ -114,16 +114,7 @@ def _rebuild(payload: dict[str, Any], model: nn.Module | None, path: str | Path)
             raise CheckpointError(f"{path} holds a model srquant cannot rebuild by name; pass its float architecture as model=")
         model = create(build["name"], build["scale"], **build["kwargs"])
     qmodel = prepare(model, config)
-    if hasattr(config, "rebuild"):  # methods that install their own quantizer modules (DFSQ); buffers load below
-        config.rebuild(qmodel)
-    state = payload["state_dict"]
-    for name, q in quantizers(qmodel):
-        prefix = f"{name}." if name else ""
-        if prefix + "lo" in state:
-            q.set_range(state[prefix + "lo"], state[prefix + "hi"])
-        if prefix + "alpha" in state:
-            q.alpha = nn.Parameter(state[prefix + "alpha"].clone(), requires_grad=False)
-            q.hard_rounding = True
-    qmodel.load_state_dict(state, strict=True)
+    install(qmodel, config)
+    qmodel.load_state_dict(payload["state_dict"], strict=True)  # each quantizer restores its calibrated state
     qmodel.eval()
     return qmodel

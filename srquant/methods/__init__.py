@@ -1,5 +1,5 @@
 """Quantization methods: one config dataclass plus one registered implementation each."""
-from .base import (QuantConfig, build_config, config_class, config_from_dict, implementation, method_names,
+from .base import (QuantConfig, build_config, config_class, config_from_dict, implementation, install, method_names,
                    register_method)
 from .uniform import MinMaxConfig, MSEConfig, PercentileConfig
 from .reconstruction import AdaRoundConfig, BRECQConfig, QDropConfig, ReconstructionConfig
@@ -15,5 +15,5 @@ __all__ = [
     "AdaRoundConfig", "BRECQConfig", "DBDCConfig", "DFSQConfig", "FullIntConfig", "Int8Config", "PTQ4SRConfig", "QDropConfig", "ReconstructionConfig",
     "OrtEntropyConfig", "OrtMinMaxConfig", "OrtPercentileConfig", "OrtQuantizedModel", "OutlierAwareConfig",
     "MSEConfig", "NncfConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "build_config", "config_class", "config_from_dict",
-    "implementation", "method_names", "register_method",
+    "implementation", "install", "method_names", "register_method",
 ]

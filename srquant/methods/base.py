@@ -14,7 +14,8 @@ from ..errors import ConfigError
 from ..quant.scope import SCOPES
 
 Implementation = Callable[[nn.Module, nn.Module, torch.Tensor, "QuantConfig"], None]
-_METHODS: dict[str, tuple[type["QuantConfig"], Implementation]] = {}
+Install = Callable[[nn.Module, "QuantConfig"], None]
+_METHODS: dict[str, tuple[type["QuantConfig"], Implementation, Install | None]] = {}
 
 
 @dataclass
@@ -56,13 +57,17 @@ class QuantConfig:
         return {"method": self.method, **dataclasses.asdict(self)}
 
 
-def register_method(config_cls: type[QuantConfig]) -> Callable[[Implementation], Implementation]:
-    """Decorator: ``@register_method(MinMaxConfig)`` on the function that quantizes with that config."""
+def register_method(config_cls: type[QuantConfig], install: Install | None = None) -> Callable[[Implementation], Implementation]:
+    """Decorator: ``@register_method(MinMaxConfig)`` on the function that calibrates with that config.
+
+    ``install(qmodel, config)`` (optional, idempotent) puts the method's own modules into a prepared model (DFSQ's
+    subset quantizers, the dual-region quantizers, fullint's output point). :func:`srquant.quantize` runs it before
+    the calibration and :func:`srquant.load` before loading the saved state, so no method needs loading code."""
 
     def wrap(fn: Implementation) -> Implementation:
         if config_cls.method in _METHODS:
             raise ValueError(f"method {config_cls.method!r} registered twice")
-        _METHODS[config_cls.method] = (config_cls, fn)
+        _METHODS[config_cls.method] = (config_cls, fn, install)
         return fn
 
     return wrap
@@ -76,6 +81,15 @@ def implementation(config: QuantConfig) -> Implementation:
     if config.method not in _METHODS:
         raise KeyError(f"no implementation registered for method {config.method!r}")
     return _METHODS[config.method][1]
+
+
+def install(qmodel: nn.Module, config: QuantConfig) -> None:
+    """Run the install step registered for ``config``'s method (nothing for methods with plain quantizers)."""
+    if config.method not in _METHODS:
+        raise KeyError(f"no implementation registered for method {config.method!r}")
+    step = _METHODS[config.method][2]
+    if step is not None:
+        step(qmodel, config)
 
 
 def config_class(method: str) -> type[QuantConfig]:

@@ -30,7 +30,8 @@ from torch import nn
 from ..quant.layers import QuantLayer
 from ..quant.subset import WORD_SETS, SubsetQuantizer, normalize, universal_set
 from ..quant.subset_select import SortedRows, select_exhaustive, select_kmeans, select_optimal
-from ..quant.walk import quant_layers, run_batches, set_mode
+from ..quant.observers import TensorList
+from ..quant.walk import observing, quant_layers, run_batches, set_mode
 from .base import QuantConfig, register_method
 from .official import LAYER_RULES, apply_official, check_variant, official_prepare
 from .uniform import minmax_weights, mse_weights
@@ -106,10 +107,6 @@ class DFSQConfig(QuantConfig):
     def universal(self) -> torch.Tensor:
         return universal_set(self.word_sets if self.word_sets is not None else self.universal_set)
 
-    def rebuild(self, qmodel: nn.Module) -> None:
-        """Install the subset quantizers on a freshly prepared model (used by :func:`srquant.load`)."""
-        install_subset_quantizers(qmodel, self)
-
 
 def _in_channels(layer: nn.Module) -> int:
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
@@ -146,7 +143,7 @@ def calibrate_layer(quant: SubsetQuantizer, raw: torch.Tensor, universal: torch.
     if config.static_clamp:
         quant.clamp_lo.copy_(raw.amin(reduce))
         quant.clamp_hi.copy_(raw.amax(reduce))
-        raw = torch.clamp(raw, quant._view(quant.clamp_lo, raw), quant._view(quant.clamp_hi, raw))
+        raw = quant.clamp(raw)
     values = normalize(raw, flag, config.calib_norm_group)[0] if config.normalize else raw
     values = values.transpose(0, 1).reshape(channels, -1)
     if not quant.channelwise:
@@ -176,22 +173,17 @@ def _torch_threads(n: int):
 
 def _activation_bytes(qmodel: nn.Module, sample: torch.Tensor) -> dict[str, int]:
     """Bytes of each quantized layer's input per calibration sample (one probe forward of one sample)."""
-    sizes: dict[str, int] = {}
-    layers = list(quant_layers(qmodel))
-    for name, layer in layers:
-        layer.input_quant.observer = lambda x, name=name: sizes.__setitem__(name, sizes.get(name, 0) + x[0].numel() * 4)
-        layer.input_quant.mode = "observe"
-    run_batches(qmodel, sample, 1)
-    for _, layer in layers:
-        layer.input_quant.observer, layer.input_quant.mode = None, "off"
-    return sizes
+    seen = {name: TensorList() for name, _ in quant_layers(qmodel)}
+    with observing(qmodel, {layer.input_quant: seen[name] for name, layer in quant_layers(qmodel)}):
+        run_batches(qmodel, sample, 1)
+    return {name: sum(x[0].numel() * 4 for x in obs.tensors) for name, obs in seen.items() if obs.tensors}
 
 
-@register_method(DFSQConfig)
+@register_method(DFSQConfig, install=install_subset_quantizers)
 def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> nn.Module:
     if config.layer_rule:
         qmodel = official_prepare(fp_model, config, config.layer_rule)
-    install_subset_quantizers(qmodel, config)
+        install_subset_quantizers(qmodel, config)
     layers = list(quant_layers(qmodel))
     weight_range = mse_weights if config.weight_range == "mse" else minmax_weights
     for _, layer in layers:  # per-filter asymmetric min/max (or squared-error clipping)
@@ -213,13 +205,10 @@ def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DF
     index = {name: i for i, (name, _) in enumerate(layers)}
     start = time.perf_counter()
     for chunk in chunks:
-        store: dict[str, list[torch.Tensor]] = {name: [] for name, _ in chunk}
-        for name, layer in chunk:
-            layer.input_quant.observer, layer.input_quant.mode = store[name].append, "observe"
-        run_batches(qmodel, calib, config.batch_size)
-        for name, layer in chunk:
-            layer.input_quant.observer, layer.input_quant.mode = None, "off"
-        jobs = [(name, layer, torch.cat(store.pop(name))) for name, layer in chunk if store[name]]
+        store = {name: TensorList() for name, _ in chunk}
+        with observing(qmodel, {layer.input_quant: store[name] for name, layer in chunk}):
+            run_batches(qmodel, calib, config.batch_size)
+        jobs = [(name, layer, torch.cat(store.pop(name).tensors)) for name, layer in chunk if store[name].tensors]
         del store
 
         def work(job):

@@ -56,10 +56,6 @@ class FullIntConfig(QuantConfig):
         if (self.readout == "uint8" or self.raw_input) and (self.a_bits != 8 or self.a_symmetric):
             raise ValueError("uint8 readout / raw input need unsigned 8-bit activations (a_bits=8, a_symmetric=False)")
 
-    def rebuild(self, qmodel: nn.Module) -> None:
-        """Install the output point on a freshly prepared model (used by :func:`srquant.load`)."""
-        install_output_point(qmodel, self)
-
 
 def pixel_unit(model: nn.Module) -> float:
     """Model units per 8-bit pixel level (input_range / 255)."""
@@ -143,9 +139,8 @@ def fold_output_clip(qmodel: nn.Module, x: torch.Tensor) -> int:
     return len(sources)
 
 
-@register_method(FullIntConfig)
+@register_method(FullIntConfig, install=install_output_point)
 def fullint(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: FullIntConfig) -> None:
-    install_output_point(qmodel, config)
     minmax(qmodel, fp_model, calib, config)
     if config.fold_clip:
         fold_output_clip(qmodel, calib[:1, :, :PROBE_SIZE, :PROBE_SIZE])

@@ -12,7 +12,7 @@ from .observers import RangeObserver
 from .points import insert_points
 from .quantizers import UniformQuantizer
 from .scope import plan
-from .walk import act_points, graph_quantizers, has_points, quant_layers, run_batches, set_mode
+from .walk import act_points, graph_quantizers, has_points, observing, quant_layers, run_batches, set_mode
 
 
 def prepare(model: nn.Module, config) -> nn.Module:
@@ -43,16 +43,10 @@ def observe_inputs(qmodel: nn.Module, calib: torch.Tensor, batch_size: int, seed
     point-owned quantizers (see :func:`observe_points`)."""
     if has_points(qmodel):
         return observe_points(qmodel, calib, batch_size, seed, samples)
-    observers = {}
-    set_mode(qmodel, "off")
-    for name, layer in quant_layers(qmodel):
-        observer = RangeObserver(layer.input_quant.axis, max_samples=(1 << 21) if samples else 0, seed=seed)
-        observers[name] = layer.input_quant.observer = observer
-        layer.input_quant.mode = "observe"
-    run_batches(qmodel, calib, batch_size)
-    for _, layer in quant_layers(qmodel):
-        layer.input_quant.observer = None
-        layer.input_quant.mode = "off"
+    observers = {name: RangeObserver(layer.input_quant.axis, max_samples=(1 << 21) if samples else 0, seed=seed)
+                 for name, layer in quant_layers(qmodel)}
+    with observing(qmodel, {layer.input_quant: observers[name] for name, layer in quant_layers(qmodel)}):
+        run_batches(qmodel, calib, batch_size)
     return observers
 
 
@@ -63,9 +57,6 @@ def observe_points(qmodel: nn.Module, calib: torch.Tensor, batch_size: int, seed
     Returns observers keyed by QuantLayer name (the observer of the tensor the layer reads) and by the name of
     each point-owned quantizer; layers no point covers (inside opaque modules) observe their own input.
     """
-    set_mode(qmodel, "off")
-    for _, q in graph_quantizers(qmodel):
-        q.mode = "off"
     by_quant: dict[int, RangeObserver] = {}
     observers: dict[str, RangeObserver] = {}
     max_samples = (1 << 21) if samples else 0
@@ -75,23 +66,18 @@ def observe_points(qmodel: nn.Module, calib: torch.Tensor, batch_size: int, seed
             by_quant[id(point.quantizer)] = point.observer
             if point.quant is not None:
                 observers[f"{name}.quant"] = point.observer
-    direct = []
+    direct = {}  # layers no point covers (inside opaque modules) observe inside the layer as usual
     for name, layer in quant_layers(qmodel):
         obs = by_quant.get(id(layer.input_quant))
-        if obs is None:  # not covered by a point: observe inside the layer as usual
-            obs = RangeObserver(layer.input_quant.axis, max_samples=max_samples, seed=seed)
-            layer.input_quant.observer = obs
-            layer.input_quant.mode = "observe"
-            direct.append(layer)
+        if obs is None:
+            obs = direct[layer.input_quant] = RangeObserver(layer.input_quant.axis, max_samples=max_samples, seed=seed)
         observers[name] = obs
     try:
-        run_batches(qmodel, calib, batch_size)
+        with observing(qmodel, direct):
+            run_batches(qmodel, calib, batch_size)
     finally:
         for _, point in act_points(qmodel):
             point.observer = None
-        for layer in direct:
-            layer.input_quant.observer = None
-            layer.input_quant.mode = "off"
     return observers
 
 

@@ -20,7 +20,8 @@ import math
 from typing import Sequence
 
 import torch
-from torch import nn
+
+from .quantizers import Quantizer
 
 WORD_SETS: dict[str, tuple[tuple[float, ...], ...]] = {
     "code": (
@@ -110,30 +111,30 @@ def normalize(x: torch.Tensor, post_relu: torch.Tensor | bool, group: int = 1,
     return tuple(torch.cat(p) for p in zip(*parts))
 
 
-class SubsetQuantizer(nn.Module):
+class SubsetQuantizer(Quantizer):
     """DFSQ activation quantizer: optional static clamp, per-sample per-channel normalization, nearest point of the
     channel's point set with a straight-through gradient, de-normalization.
 
     State (all buffers of fixed shape, so ``load_state_dict`` restores it): ``points`` (C, 2^bits) sorted, or
     (1, 2^bits) for layer-wise points, duplicates allowed; ``post_relu`` (C,) bool; ``clamp_lo``/``clamp_hi`` (C,)
-    (+-inf: no clamp). ``mode``: quant | observe (pass through, call ``observer(x)``) | off.
+    (+-inf: no clamp). Modes as every :class:`~srquant.quant.quantizers.Quantizer`.
 
     Inputs without spatial extent (e.g. the 1x1 pooled statistics of channel attention) normalize to 0 or +-1, which
     the de-normalization maps back exactly when 0 and 1 are points: DFSQ leaves such inputs effectively unquantized.
     """
 
+    calibrated_key = "points"  # loaded points are calibrated points
+
     def __init__(self, bits: int, channels: int, channelwise: bool = True, normalize: bool = True):
-        super().__init__()
         if not 1 <= bits <= 8:
             raise ValueError(f"subset quantization supports 1 to 8 bits, got {bits}")
-        self.bits, self.channels, self.channelwise, self.normalize = bits, channels, channelwise, normalize
+        super().__init__(bits)
+        self.channels, self.channelwise, self.normalize = channels, channelwise, normalize
         k = 2**bits
         self.register_buffer("points", torch.linspace(-1, 1, k).repeat(channels if channelwise else 1, 1))
         self.register_buffer("post_relu", torch.zeros(channels, dtype=torch.bool))
         self.register_buffer("clamp_lo", torch.full((channels,), -math.inf))
         self.register_buffer("clamp_hi", torch.full((channels,), math.inf))
-        self.mode = "off"
-        self.observer = None
 
     def extra_repr(self) -> str:
         return (f"bits={self.bits}, channels={self.channels}, {'channel' if self.channelwise else 'layer'}-wise points, "
@@ -146,26 +147,16 @@ class SubsetQuantizer(nn.Module):
             raise ValueError(f"points must have shape {tuple(self.points.shape)}, got {tuple(points.shape)}")
         self.points.copy_(points.sort(dim=1).values)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        if prefix + "points" in state_dict:  # loaded points are calibrated points
-            self.mode = "quant"
-
-    def _view(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return t.reshape(1, -1, *([1] * (x.dim() - 2)))
+    def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` clamped to the static per-channel range [clamp_lo, clamp_hi]."""
+        view = (1, -1, *([1] * (x.dim() - 2)))
+        return torch.clamp(x, self.clamp_lo.reshape(view), self.clamp_hi.reshape(view))
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         if torch.isfinite(self.clamp_lo).any() or torch.isfinite(self.clamp_hi).any():
-            x = torch.clamp(x, self._view(self.clamp_lo, x), self._view(self.clamp_hi, x))
+            x = self.clamp(x)
         if not self.normalize:
             return x + (quantize_to_points(x.detach(), self.points) - x).detach()
         xn, scale, shift = normalize(x, self.post_relu)
         q = quantize_to_points(xn.detach(), self.points)
         return ((xn + (q - xn).detach()) * scale + shift).reshape(x.shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "quant":
-            return self.quantize(x)
-        if self.mode == "observe" and self.observer is not None:
-            self.observer(x.detach())
-        return x

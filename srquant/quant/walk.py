@@ -67,6 +67,21 @@ def quantizers_off(qmodel: nn.Module):
             q.mode = mode
 
 
+@contextmanager
+def observing(qmodel: nn.Module, observers: dict[nn.Module, object]):
+    """The one calibration loop's setting: every quantizer of ``qmodel`` off (the float path), each quantizer in
+    ``observers`` in ``"observe"`` mode feeding its observer (``update(x)``); afterwards those are ``"off"`` and
+    observer-free again. Run the calibration forwards inside the ``with`` block."""
+    set_mode(qmodel, "off")
+    for q, observer in observers.items():
+        q.observer, q.mode = observer, "observe"
+    try:
+        yield qmodel
+    finally:
+        for q in observers:
+            q.observer, q.mode = None, "off"
+
+
 def run_batches(model: nn.Module, calib: torch.Tensor, batch_size: int) -> None:
     with torch.no_grad():
         for start in range(0, len(calib), batch_size):
