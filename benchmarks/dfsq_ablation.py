@@ -74,8 +74,9 @@ def main() -> None:
             start = time.perf_counter()
             rows = []
             label, config = ablation_configs(base)[-1]
-            qmodel = srquant.quantize(model, config, calib)
-            for r in evaluate(model_predictor(qmodel, model.sr_info), datasets, model=args.model, progress=False):
+            qmodel, records = srquant.api.quantize_and_evaluate(model, config, calib, datasets, model=args.model,
+                                                                progress=False)
+            for r in records:
                 rows.append({"label": label, "channelwise": True, "normalize": True, "dataset": r.dataset,
                              "psnr_y": r.psnr_y, "ssim_y": r.ssim_y, "calib_seconds": qmodel.calib_seconds})
             print(f"  (quantize + evaluate {time.perf_counter() - start:.1f} s)")

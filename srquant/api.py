@@ -1,4 +1,4 @@
-"""The public verbs: ``quantize`` a model with a method config, ``save`` and ``load`` the result."""
+"""The public verbs: ``quantize`` a model with a method config (and evaluate it), ``save`` and ``load`` the result."""
 from __future__ import annotations
 
 import hashlib
@@ -12,11 +12,13 @@ from torch import nn
 
 from ._version import __version__
 from .errors import CheckpointError, SrquantError
+from .evaluate import evaluate, model_predictor
 from .fileio import atomic_path
 from .methods import QuantConfig, config_from_dict, implementation, install
-from .models import create
+from .models import SRInfo, create
 from .models.checkpoints import read_checkpoint
 from .quant.model import prepare
+from .results import ResultRecord
 
 ARTIFACT_FORMAT = "srquant-quantized-model/1"
 
@@ -42,6 +44,24 @@ def quantize(model: nn.Module, config: QuantConfig, calib: torch.Tensor) -> nn.M
     qmodel.eval()
     qmodel.calib_seconds = time.perf_counter() - start
     return qmodel
+
+
+def evaluate_quantized(qmodel: nn.Module, config: QuantConfig, info: SRInfo, datasets, /, *, label: str | None = None,
+                       **options: Any) -> list[ResultRecord]:
+    """Evaluate ``qmodel`` (quantized with ``config``) on ``datasets``; its records carry the method (or ``label``),
+    bit widths, scope, calibration time and config. ``options``: :func:`~srquant.evaluate.evaluate`'s keywords."""
+    return evaluate(model_predictor(qmodel, info), datasets, method=label or config.method, w_bits=config.w_bits,
+                    a_bits=config.a_bits, scope=config.scope, calib_seconds=getattr(qmodel, "calib_seconds", None),
+                    config=config.to_dict(), **options)
+
+
+def quantize_and_evaluate(model: nn.Module, config: QuantConfig, calib: torch.Tensor, datasets, /, *,
+                          label: str | None = None, **options: Any) -> tuple[nn.Module, list[ResultRecord]]:
+    """:func:`quantize`, then :func:`evaluate_quantized`: the one quantize-then-evaluate step of the command line,
+    the sweep runner, the analysis tools and the benchmark scripts. Returns the quantized model and its records
+    (``options`` such as ``model``, the name the records carry, go to :func:`~srquant.evaluate.evaluate`)."""
+    qmodel = quantize(model, config, calib)
+    return qmodel, evaluate_quantized(qmodel, config, model.sr_info, datasets, label=label, **options)
 
 
 def save(qmodel: nn.Module, path: str | Path) -> None:

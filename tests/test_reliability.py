@@ -123,6 +123,7 @@ def test_killed_run_leaves_the_previous_run_whole(tmp_path, folders, capsys, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(srquant.cli.quantize, "evaluate", killed_during_quantized_eval)
+    monkeypatch.setattr(srquant.api, "evaluate", killed_during_quantized_eval)
     assert run(capsys, quantize_args(folders, out, "--w-bits", "4", "--a-bits", "4"))[0] == 130
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no W4A4 model.pt next to W8A8 results
     monkeypatch.undo()
@@ -247,6 +248,7 @@ def no_calibration(monkeypatch):
 
     monkeypatch.setattr(api, "quantize", never)
     monkeypatch.setattr(srquant.cli.quantize, "evaluate", never)
+    monkeypatch.setattr(api, "evaluate", never)
 
 
 def test_bad_outputs_fail_before_calibration(tmp_path, folders, capsys, no_calibration):

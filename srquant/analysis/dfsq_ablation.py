@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..api import quantize
-from ..evaluate import evaluate, model_predictor
+from ..api import quantize_and_evaluate
 from ..methods.dfsq import DFSQConfig, ablation_configs
 
 
@@ -18,9 +17,7 @@ def run_ablation(model: nn.Module, calib: torch.Tensor, datasets, base: DFSQConf
     """
     out = []
     for label, config in ablation_configs(base):
-        qmodel = quantize(model, config, calib)
-        records = evaluate(model_predictor(qmodel, model.sr_info), datasets, model=model_name, method="dfsq",
-                           w_bits=config.w_bits, a_bits=config.a_bits, progress=progress)
+        qmodel, records = quantize_and_evaluate(model, config, calib, datasets, model=model_name, progress=progress)
         for r in records:
             out.append({"label": label, "channelwise": config.a_granularity == "channel", "normalize": config.normalize,
                         "dataset": r.dataset, "psnr_y": r.psnr_y, "ssim_y": r.ssim_y,

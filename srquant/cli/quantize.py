@@ -211,10 +211,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             print(f"calibrated {config.method} W{config.w_bits}A{config.a_bits} in {qmodel.calib_seconds:.1f} s")
         common = dict(channel=args.channel, shave=args.shave, gray=args.gray, progress=not args.quiet, model=info.name)
         records = evaluate(model_predictor(model, info), datasets, **common)
-        records += evaluate(
-            model_predictor(qmodel, info), datasets, method=config.method, w_bits=config.w_bits, a_bits=config.a_bits,
-            scope=config.scope, calib_seconds=getattr(qmodel, "calib_seconds", None), config=config.to_dict(), **common,
-        )
+        records += api.evaluate_quantized(qmodel, config, info, datasets, **common)
         _commit_results(run, records, RUN_FILES)
     finally:
         run.discard()
