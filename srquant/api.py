@@ -14,7 +14,7 @@ from ._version import __version__
 from .errors import CheckpointError, SrquantError
 from .evaluate import evaluate, model_predictor
 from .fileio import atomic_path
-from .methods import QuantConfig, config_from_dict, implementation, install
+from .methods import QuantConfig, config_from_dict, registered
 from .models import SRInfo, create
 from .models.checkpoints import read_checkpoint
 from .quant.model import prepare
@@ -36,11 +36,13 @@ def quantize(model: nn.Module, config: QuantConfig, calib: torch.Tensor) -> nn.M
     torch.manual_seed(config.seed)
     start = time.perf_counter()
     fp_model = model.eval()
-    qmodel = prepare(fp_model, config)
-    install(qmodel, config)
-    replaced = implementation(config)(qmodel, fp_model, calib, config)
-    if replaced is not None:  # methods that produce another kind of model (ONNX Runtime's quantize_static)
-        qmodel = replaced
+    method = registered(config)
+    qmodel = (method.prepare or prepare)(fp_model, config)
+    if method.install is not None:
+        method.install(qmodel, config)
+    result = method.calibrate(qmodel, fp_model, calib, config)
+    if method.backend != "torch":  # a peer runtime's own quantization returns that runtime's model
+        qmodel = result
     qmodel.eval()
     qmodel.calib_seconds = time.perf_counter() - start
     return qmodel
@@ -133,8 +135,10 @@ def _rebuild(payload: dict[str, Any], model: nn.Module | None, path: str | Path)
         if not build:
             raise CheckpointError(f"{path} holds a model srquant cannot rebuild by name; pass its float architecture as model=")
         model = create(build["name"], build["scale"], **build["kwargs"])
-    qmodel = prepare(model, config)
-    install(qmodel, config)
+    qmodel = prepare(model, config)  # the saved config lists the layers (also those a layer rule picked)
+    install = registered(config).install
+    if install is not None:
+        install(qmodel, config)
     qmodel.load_state_dict(payload["state_dict"], strict=True)  # each quantizer restores its calibrated state
     qmodel.eval()
     return qmodel

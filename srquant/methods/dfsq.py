@@ -33,7 +33,7 @@ from ..quant.subset_select import SortedRows, select_exhaustive, select_kmeans, 
 from ..quant.observers import TensorList
 from ..quant.walk import observing, quant_layers, run_batches, set_mode
 from .base import QuantConfig, register_method
-from .official import LAYER_RULES, apply_official, check_variant, official_prepare
+from .official import LAYER_RULES, apply_official, check_variant, layer_rule_prepare
 from .uniform import minmax_weights, mse_weights
 
 PAPER_SETTINGS = dict(universal_set="paper107", restarts=3, pin_zero=False, restart_criterion="sse")
@@ -179,11 +179,8 @@ def _activation_bytes(qmodel: nn.Module, sample: torch.Tensor) -> dict[str, int]
     return {name: sum(x[0].numel() * 4 for x in obs.tensors) for name, obs in seen.items() if obs.tensors}
 
 
-@register_method(DFSQConfig, install=install_subset_quantizers)
-def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> nn.Module:
-    if config.layer_rule:
-        qmodel = official_prepare(fp_model, config, config.layer_rule)
-        install_subset_quantizers(qmodel, config)
+@register_method(DFSQConfig, install=install_subset_quantizers, prepare=layer_rule_prepare)
+def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> None:
     layers = list(quant_layers(qmodel))
     weight_range = mse_weights if config.weight_range == "mse" else minmax_weights
     for _, layer in layers:  # per-filter asymmetric min/max (or squared-error clipping)
@@ -222,7 +219,6 @@ def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DF
     set_mode(qmodel, "quant")
     qmodel.dfsq_report = report
     qmodel.dfsq_seconds = {"selection_and_collection": time.perf_counter() - start, "passes": len(chunks)}
-    return qmodel
 
 
 # ------------------------------------------------------------------------------------------------------------------

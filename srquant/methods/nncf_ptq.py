@@ -56,7 +56,7 @@ class NncfConfig(QuantConfig):
             raise ValueError(f"optimization must be one of {sorted(OPT_LEVELS)}, got {self.optimization!r}")
 
 
-@register_method(NncfConfig)
+@register_method(NncfConfig, backend="onnxruntime")
 def nncf_quantize(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: NncfConfig) -> nn.Module:
     try:
         import nncf

@@ -72,6 +72,13 @@ def official_overrides(model: nn.Module, config, rule: str) -> dict[str, Any]:
     return {n: dict(EIGHT) if n in eight else dict(own) for n in order}
 
 
+def layer_rule_prepare(model: nn.Module, config) -> nn.Module:
+    """The prepare step of the methods with official variants: the release's layers when ``config.layer_rule`` is
+    set, else :func:`srquant.quant.model.prepare` (a saved model's config lists its layers, so loading it needs the
+    plain one)."""
+    return official_prepare(model, config, config.layer_rule) if config.layer_rule else prepare(model, config)
+
+
 def official_prepare(model: nn.Module, config, rule: str) -> nn.Module:
     """The quantized copy with the release's layers; its config (kept for save / load) lists them as overrides, with
     the caller's own overrides on top."""

@@ -225,16 +225,16 @@ def _ort_quantize_static(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Te
     return OrtQuantizedModel(out_path, config, fp_model, workdir=keep, reduce_range=reduce_range, excluded=excluded)
 
 
-@register_method(OrtMinMaxConfig)
+@register_method(OrtMinMaxConfig, backend="onnxruntime")
 def ort_minmax(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OrtMinMaxConfig) -> nn.Module:
     return _ort_quantize_static(qmodel, fp_model, calib, config)
 
 
-@register_method(OrtPercentileConfig)
+@register_method(OrtPercentileConfig, backend="onnxruntime")
 def ort_percentile(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OrtPercentileConfig) -> nn.Module:
     return _ort_quantize_static(qmodel, fp_model, calib, config)
 
 
-@register_method(OrtEntropyConfig)
+@register_method(OrtEntropyConfig, backend="onnxruntime")
 def ort_entropy(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OrtEntropyConfig) -> nn.Module:
     return _ort_quantize_static(qmodel, fp_model, calib, config)

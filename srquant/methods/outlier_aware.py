@@ -36,7 +36,7 @@ from ..quant.units import find_units
 from ..quant.walk import observing, quant_layers, run_batches
 from .base import QuantConfig, register_method
 from .official import (
-    LAYER_RULES, RELEASE_PIXEL_RANGE, apply_official, check_variant, epoch_batches, official_prepare, pixel_lr,
+    LAYER_RULES, RELEASE_PIXEL_RANGE, apply_official, check_variant, epoch_batches, layer_rule_prepare, pixel_lr,
     train_groups,
 )
 from .uniform import minmax_weights, mse_weights
@@ -381,14 +381,10 @@ def release_finetune(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor
     return losses
 
 
-@register_method(OutlierAwareConfig, install=install)
-def outlier_aware(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig) -> nn.Module:
-    if config.layer_rule:
-        qmodel = official_prepare(fp_model, config, config.layer_rule)
-        install(qmodel, config)
+@register_method(OutlierAwareConfig, install=install, prepare=layer_rule_prepare)
+def outlier_aware(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig) -> None:
     calibrate(qmodel, calib, config)
     if config.finetune and config.loop == "release" and config.epochs > 0:
         release_finetune(qmodel, fp_model, calib, config)
     elif config.finetune and config.loop == "spec" and config.iters > 0:
         sensitivity_aware_finetune(qmodel, fp_model, calib, config)
-    return qmodel
