@@ -18,7 +18,6 @@ output range comes from the calibration data as it does on device. This is the s
 """
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
 
 import torch
@@ -86,27 +85,32 @@ def input_quantizer(qmodel: nn.Module) -> UniformQuantizer:
     raise ValueError("the model input has no quantization point (no layer reads it directly)")
 
 
-def _full_integer_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    config, unit = self.srquant_config, pixel_unit(self)
-    if config.raw_input:
-        q_in = input_quantizer(self)
-        if q_in.mode == "quant":
-            x = pixels_as_codes(x, q_in, unit)
-    point = _points(self)[OUTPUT_POINT]
-    y = point(self._srquant_inner_forward(x))
-    if config.readout == "uint8" and point.quantizer.mode == "quant":
-        y = codes_as_pixels(y, point.quantizer, unit)
+def _raw_input_codes(module: nn.Module, args: tuple) -> tuple | None:
+    """Forward pre-hook: with ``raw_input``, the pixels go in as the input's integer codes."""
+    q_in = input_quantizer(module) if module.srquant_config.raw_input else None
+    if q_in is None or q_in.mode != "quant":
+        return None
+    return (pixels_as_codes(args[0], q_in, pixel_unit(module)), *args[1:])
+
+
+def _quantized_output(module: nn.Module, args: tuple, y: torch.Tensor) -> torch.Tensor:
+    """Forward hook: the output on its own 8-bit grid; with ``readout="uint8"`` its codes read as pixels."""
+    point = _points(module)[OUTPUT_POINT]
+    y = point(y)
+    if module.srquant_config.readout == "uint8" and point.quantizer.mode == "quant":
+        y = codes_as_pixels(y, point.quantizer, pixel_unit(module))
     return y
 
 
 def install_output_point(qmodel: nn.Module, config: FullIntConfig) -> None:
-    """Quantize the model output: an owned 8-bit point after the model's own forward (idempotent)."""
+    """Quantize the model output: an owned 8-bit point applied by a forward hook after the model's own forward
+    (and the raw-input pre-hook); idempotent. ``qmodel.forward(x)`` is the model without them."""
     points = _points(qmodel)
     if OUTPUT_POINT in points:
         return
     points[OUTPUT_POINT] = ActPoint(OUTPUT_POINT, True, quant=UniformQuantizer(config.a_bits, config.a_symmetric, None))
-    object.__setattr__(qmodel, "_srquant_inner_forward", qmodel.forward)  # bound: deepcopy rebinds it to the copy
-    qmodel.forward = types.MethodType(_full_integer_forward, qmodel)
+    qmodel.register_forward_pre_hook(_raw_input_codes)
+    qmodel.register_forward_hook(_quantized_output)
 
 
 def output_sources(qmodel: nn.Module, x: torch.Tensor) -> list[UniformQuantizer]:
@@ -121,7 +125,7 @@ def output_sources(qmodel: nn.Module, x: torch.Tensor) -> list[UniformQuantizer]
              for key, p in points.items() if p.primary and key != OUTPUT_POINT]
     try:
         with quantizers_off(qmodel), torch.no_grad():
-            y = qmodel._srquant_inner_forward(x)
+            y = qmodel.forward(x)  # without the output point's hooks
     finally:
         for h in hooks:
             h.remove()
