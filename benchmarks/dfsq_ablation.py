@@ -26,7 +26,7 @@ from srquant.evaluate import evaluate, model_predictor, prepare_input
 from srquant.methods.dfsq import DFSQConfig, ablation_configs
 from srquant.models import create
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from common import SHARED
 
 
 def _value(text: str):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 
 import torch
 
@@ -25,7 +24,7 @@ from srquant.quant.subset_select import (
     SortedRows, select_exhaustive, select_kmeans, select_optimal, thin_universal,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from common import SHARED
 
 
 def layer_values(model, calib: torch.Tensor, layer: str, batch: int = 8) -> tuple[torch.Tensor, bool]:

@@ -16,7 +16,6 @@ import argparse
 import re
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 
@@ -26,7 +25,7 @@ from srquant.evaluate import calibration_batch, evaluate, model_predictor
 from srquant.methods import config_class
 from srquant.quant.walk import quant_layers
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from common import SHARED
 
 
 def main(argv: list[str] | None = None) -> int:
