@@ -1,15 +1,18 @@
 """``srquant analyze sensitivity | outliers``: layer sensitivity scan and the activation-outlier study."""
 from __future__ import annotations
 
+import torch
+
 from ..analysis.outliers import outlier_study, write_outlier_study
+from ..analysis.point_groups import point_group_scan, write_point_groups
 from ..analysis.sensitivity import sensitivity_scan, write_sensitivity
 from ..evaluate import calibration_batch
 from .common import benchmark_folders, build_model
 
 
 def add_commands(sub) -> None:
-    """Register ``srquant analyze sensitivity`` and ``srquant analyze outliers`` on the CLI's subparsers."""
-    analyze = sub.add_parser("analyze", help="layer sensitivity scan, activation-outlier study")
+    """Register ``srquant analyze sensitivity``, ``outliers`` and ``point-groups`` on the CLI's subparsers."""
+    analyze = sub.add_parser("analyze", help="layer sensitivity scan, activation-outlier study, point groups")
     commands = analyze.add_subparsers(dest="analysis", required=True)
 
     def common(p) -> None:
@@ -38,6 +41,19 @@ def add_commands(sub) -> None:
     p.add_argument("--crop", type=int, default=128, help="side of the side-by-side crop (HR pixels)")
     p.set_defaults(func=_cmd_outliers)
 
+    p = commands.add_parser("point-groups", help="W8A8 with one group of activation points in float at a time: "
+                                                 "the PSNR each group recovers (CSV, Markdown)")
+    common(p)
+    p.add_argument("--method", default="minmax", help="quantization method (its W8A8 ranges)")
+    p.add_argument("--scope", choices=["all", "body"], default="all",
+                   help="all: every layer and runtime points; body: head and tail in float, layer inputs only")
+    p.add_argument("--calib", help="folder of HR calibration images (default: scikit-image sample photos)")
+    p.add_argument("--n-calib", type=int, default=32)
+    p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the third decimal depends on it)")
+    p.set_defaults(func=_cmd_point_groups)
+
 
 def _cmd_sensitivity(args) -> None:
     model = build_model(args)
@@ -55,5 +71,20 @@ def _cmd_outliers(args) -> None:
     rows, example = outlier_study(model, benchmark_folders(args, args.scale), args.percent, args.scope, not args.quiet)
     title = f"{args.model} x{args.scale}: top {args.percent:g}% of |x| clipped at every {args.scope} layer input (FP32)"
     paths = write_outlier_study(rows, example, args.out, args.crop, title)
+    print(paths[1].read_text(), end="")
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _cmd_point_groups(args) -> None:
+    torch.set_num_threads(args.threads)
+    model = build_model(args)
+    calib = calibration_batch(model.sr_info, args.calib, args.n_calib, args.patch, args.seed)
+    datasets = benchmark_folders(args, args.scale)
+    summary, rows = point_group_scan(model, calib, datasets, args.method, args.scope)
+    where = "all layers, runtime points" if args.scope == "all" else "body, layer inputs"
+    names = ", ".join(d.name for d in datasets)
+    title = (f"{args.model} x{args.scale}, {args.method} W8A8, {where}, {names}: FP32 {summary['fp32']:.3f}, "
+             f"quantized {summary['quantized']:.3f} ({summary['quantized'] - summary['fp32']:+.3f} dB)")
+    paths = write_point_groups(rows, args.out, title)
     print(paths[1].read_text(), end="")
     print("wrote " + ", ".join(str(p) for p in paths))
