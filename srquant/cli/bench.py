@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from ..bench import SweepConfig, expand, inline_executor, load_run, local_executor, ray_executor, run_sweep
+from ..bench.estimate import estimate_sweep
 from ..bench.runner import pending
 from ..report import write_benchmarks_md
 from ..validate import check_data_folders, check_image_folder, check_output_dir, check_output_file
@@ -25,6 +26,9 @@ def add_commands(sub) -> None:
     p.add_argument("--markdown", help="also write this Markdown file (e.g. BENCHMARKS.md) with plots beside it")
     p.add_argument("--plots", help="folder for the Markdown's PNG plots (default: benchmarks/plots beside it)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--estimate", action="store_true",
+                   help="run nothing: estimate the sweep's CPU time from short measurements on Set5 (see --set5)")
+    p.add_argument("--set5", default="../shared/data/benchmarks/Set5", help="with --estimate: the Set5 folder")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -48,6 +52,10 @@ def _labels(value: str | None) -> list[str] | None:
 def _cmd_bench(args) -> None:
     widths = [int(w) for w in _labels(args.bits)] if args.bits else None
     config = SweepConfig.from_file(args.config).subset(_labels(args.models), _labels(args.methods), widths)
+    if args.estimate:
+        check_data_folders([args.set5], what="--set5 folder")
+        estimate_sweep(config, args.set5)
+        return
     out = check_output_dir(args.out or Path("runs") / "bench" / config.name, "--out")
     check_data_folders(config.datasets, what=f"dataset folder of {args.config}")
     if config.calib.folder is not None:
