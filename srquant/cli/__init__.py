@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     ``--debug`` is on the command line (anywhere); an unexpected failure returns 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    words = [a for a in argv if a != "--debug"]
+    if words[:2] == ["bench", "compare"]:  # a verb of two words
+        words[:2] = [bench.COMPARE]
+    args = build_parser().parse_args(words)
     try:
         args.func(args)
     except (SrquantError, OSError, ValueError, KeyError, RuntimeError) as err:

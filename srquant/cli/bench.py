@@ -1,4 +1,5 @@
-"""``srquant bench CONFIG``: run or resume a sweep, print its tables, optionally write BENCHMARKS.md."""
+"""``srquant bench CONFIG``: run or resume a sweep (or ``--estimate`` its cost), print its tables, optionally write
+BENCHMARKS.md; ``srquant bench compare RESULTS...``: margins over baselines."""
 from __future__ import annotations
 
 import shlex
@@ -6,10 +7,12 @@ import time
 from pathlib import Path
 
 from ..bench import SweepConfig, expand, inline_executor, load_run, local_executor, ray_executor, run_sweep
+from ..bench.compare import compare_table
 from ..bench.estimate import estimate_sweep
 from ..bench.runner import pending
 from ..report import write_benchmarks_md
-from ..validate import check_data_folders, check_image_folder, check_output_dir, check_output_file
+from ..results import read_results
+from ..validate import check_data_folders, check_image_folder, check_input_file, check_output_dir, check_output_file
 
 
 def add_commands(sub) -> None:
@@ -30,6 +33,26 @@ def add_commands(sub) -> None:
                    help="run nothing: estimate the sweep's CPU time from short measurements on Set5 (see --set5)")
     p.add_argument("--set5", default="../shared/data/benchmarks/Set5", help="with --estimate: the Set5 folder")
     p.set_defaults(func=_cmd_bench)
+    _add_compare(sub)
+
+
+COMPARE = "bench compare"  # `srquant bench compare ...`: main() joins the two words into this verb
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(COMPARE, help="margins of some methods over the best of some baselines, from sweep results")
+    p.add_argument("results", nargs="+", help="a sweep's results.json (or several: a later file's record wins)")
+    p.add_argument("--methods", required=True, help="comma list of method labels to compare")
+    p.add_argument("--against", required=True, help="comma list of baseline method labels")
+    p.add_argument("--reference", default="Set5", help="dataset for the loss against FP32")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> None:
+    for path in args.results:
+        check_input_file(path, "results file")
+    records = [r for path in args.results for r in read_results(path)]
+    print(compare_table(records, args.methods.split(","), args.against.split(","), args.reference), end="")
 
 
 def _command(args) -> str:
