@@ -1,6 +1,5 @@
 """Unit tests of the runtime points' parts on tiny models: op classification, tracing, rewrites, planning, insertion."""
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from srquant.methods import MinMaxConfig
