@@ -23,19 +23,13 @@ import torch
 
 from srquant.data import BenchmarkFolder
 from srquant.evaluate import evaluate, model_predictor
+from srquant.export.runtime import cpu_has_vnni
 from srquant.methods import FullIntConfig
-from srquant.methods.ort import cpu_has_vnni
 from srquant.rd import (BlurConfig, OutlierConfig, enhance, load_rd, model_variant, quantize_rd, rank,
                         score_images, select_clean, select_good)
 from srquant.results import write_text_atomic
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MODELS = {  # name -> (scale, weights; None = srquant's embedded default)
-    "rfdn": (4, SHARED / "weights" / "rfdn_aim_x4.pth"),
-    "imdn_rtc": (2, SHARED / "weights" / "imdn_rtc_x2.pth"),
-    "abpn": (4, None),
-    "espcn": (3, None),
-}
+from common import CLIPFREE_MODELS as MODELS, SHARED
 
 
 # ----------------------------------------------------------------------------------------------------------------

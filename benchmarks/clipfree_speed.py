@@ -6,7 +6,7 @@
 Both variants share the weights; the INT8 models are ``fullint`` (W8A8 with VNNI, else W7A8: ONNX Runtime's U8S8
 kernels saturate) calibrated on a few patches, read out dequantized (the uint8 readout of the accuracy study is a
 reading convention, not a runtime op). One LR input for all backends; warm-up, then the timed runs interleaved across
-backends (``timeit`` of benchmarks/int8_speed.py) so load changes on a shared machine hit them alike; medians.
+backends (``timeit`` of benchmarks/common.py) so load changes on a shared machine hit them alike; medians.
 After the timings: the kernel time of the Clip op in each graph ONNX Runtime runs.
 """
 from __future__ import annotations
@@ -21,15 +21,15 @@ from pathlib import Path
 import torch
 
 import srquant
-from clipfree import MODELS, SHARED
-from int8_speed import lr_input, timeit
 from srquant.data import sample_lr_patches
 from srquant.evaluate import prepare_input
 from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
+from srquant.export.runtime import cpu_has_vnni
 from srquant.methods import FullIntConfig
-from srquant.methods.ort import cpu_has_vnni
 from srquant.rd import model_variant
 from srquant.results import write_text_atomic
+
+from common import CLIPFREE_MODELS as MODELS, SHARED, lr_input, timeit
 
 
 def clip_ms(path: Path, x: torch.Tensor, threads: int, optimization: str) -> tuple[int, float]:

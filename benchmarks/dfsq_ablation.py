@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 
 import srquant
+from srquant.analysis.dfsq_ablation import format_ablation, run_ablation
 from srquant.data import BenchmarkFolder, sample_lr_patches
 from srquant.evaluate import evaluate, model_predictor, prepare_input
-from srquant.methods.dfsq import DFSQConfig, ablation_configs, format_ablation, run_ablation
+from srquant.methods.dfsq import DFSQConfig, ablation_configs
 from srquant.models import create
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from common import SHARED
 
 
 def _value(text: str):
@@ -73,8 +74,9 @@ def main() -> None:
             start = time.perf_counter()
             rows = []
             label, config = ablation_configs(base)[-1]
-            qmodel = srquant.quantize(model, config, calib)
-            for r in evaluate(model_predictor(qmodel, model.sr_info), datasets, model=args.model, progress=False):
+            qmodel, records = srquant.api.quantize_and_evaluate(model, config, calib, datasets, model=args.model,
+                                                                progress=False)
+            for r in records:
                 rows.append({"label": label, "channelwise": True, "normalize": True, "dataset": r.dataset,
                              "psnr_y": r.psnr_y, "ssim_y": r.ssim_y, "calib_seconds": qmodel.calib_seconds})
             print(f"  (quantize + evaluate {time.perf_counter() - start:.1f} s)")

@@ -13,18 +13,18 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 
 import torch
 
 from srquant.data import sample_lr_patches
 from srquant.evaluate import prepare_input
 from srquant.models import create
-from srquant.quant.subset import (
-    SortedRows, normalize, select_exhaustive, select_kmeans, select_optimal, thin_universal, universal_set,
+from srquant.quant.subset import normalize, universal_set
+from srquant.quant.subset_select import (
+    SortedRows, select_exhaustive, select_kmeans, select_optimal, thin_universal,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from common import SHARED
 
 
 def layer_values(model, calib: torch.Tensor, layer: str, batch: int = 8) -> tuple[torch.Tensor, bool]:

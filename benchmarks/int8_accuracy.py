@@ -34,7 +34,8 @@ from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS
 from srquant.methods import config_class
 from srquant.results import ResultRecord, read_results, write_results, write_text_atomic
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from common import SHARED
+
 ORT_METHODS = ("ort-minmax", "ort-percentile", "ort-entropy")
 
 

@@ -33,52 +33,19 @@ import torch
 
 import srquant
 from srquant.data import sample_lr_patches
-from srquant.data.images import list_images, read_image
-from srquant.data.imresize import imresize
 from srquant.evaluate import prepare_input
 from srquant.export import OrtRunner, export_float_onnx, export_onnx, op_report
 from srquant.export.openvino import OpenVinoRunner, openvino_available
-from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS, cpu_description
+from srquant.export.runtime import DEFAULT_OPT, OPT_LEVELS, cpu_description, cpu_has_vnni
 from srquant.methods import NncfConfig, OrtMinMaxConfig, config_class
-from srquant.methods.ort import cpu_has_vnni
 from srquant.results import write_text_atomic
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def lr_input(info, size: int, folder: Path | None, seed: int = 0) -> torch.Tensor:
-    """A size x size LR image in the model's input range (a natural crop when ``folder`` has one)."""
-    hr_size = size * info.scale
-    if folder is not None and folder.exists():
-        for path in list_images(folder):
-            img = read_image(path)
-            if min(img.shape[:2]) >= hr_size:
-                top, left = (img.shape[0] - hr_size) // 2, (img.shape[1] - hr_size) // 2
-                return prepare_input(imresize(img[top:top + hr_size, left:left + hr_size], 1.0 / info.scale), info)
-    print(f"note: no calibration image of {hr_size}px; timing on smooth random input", file=sys.stderr)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.nn.functional.interpolate(torch.rand(1, 3, size // 8, size // 8, generator=g), size=(size, size),
-                                        mode="bilinear", align_corners=False)
-    return x * info.input_range
+from common import SHARED, lr_input, timeit
 
 
 def tag(name: str, level: str, levels: list[str]) -> str:
     """A backend's row name, with its optimization level when several are timed."""
     return f"{name} [{level}]" if len(levels) > 1 else name
-
-
-def timeit(backends: dict, x: torch.Tensor, repeats: int, warmup: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in backends}
-    with torch.inference_mode():
-        for fn in backends.values():
-            for _ in range(warmup):
-                fn(x)
-        for _ in range(repeats):
-            for name, fn in backends.items():
-                start = time.perf_counter()
-                fn(x)
-                times[name].append(time.perf_counter() - start)
-    return times
 
 
 def main(argv: list[str] | None = None) -> int:

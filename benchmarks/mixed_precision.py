@@ -29,7 +29,8 @@ from srquant.quant.mixed_precision import (CANDIDATE_BITS, allocate_bits, averag
 from srquant.quant.scope import plan
 from srquant.results import write_text_atomic
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from common import SHARED
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 import int8_accuracy
-from int8_accuracy import ORT_METHODS, SHARED
+from common import SHARED
+from int8_accuracy import ORT_METHODS
 from srquant.results import ResultRecord, read_results, write_results, write_text_atomic
 
 MODELS = ("imdn_x2", "imdn_x4", "pan_x2", "pan_x4")

@@ -1,7 +1,6 @@
 """srquant: post-training quantization of image super-resolution networks."""
-__version__ = "0.1.0"
+from ._version import __version__
+from .api import load, quantize, quantize_and_evaluate, save
+from .models import create
 
-from .api import load, quantize, save  # noqa: E402
-from .models import create  # noqa: E402
-
-__all__ = ["__version__", "create", "load", "quantize", "save"]
+__all__ = ["__version__", "create", "load", "quantize", "quantize_and_evaluate", "save"]

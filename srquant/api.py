@@ -1,4 +1,4 @@
-"""The public verbs: ``quantize`` a model with a method config, ``save`` and ``load`` the result."""
+"""The public verbs: ``quantize`` a model with a method config (and evaluate it), ``save`` and ``load`` the result."""
 from __future__ import annotations
 
 import hashlib
@@ -10,13 +10,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .errors import CheckpointError, SrquantError
+from .evaluate import evaluate, model_predictor
 from .fileio import atomic_path
-from .methods import QuantConfig, config_from_dict, implementation
-from .models import create
+from .methods import QuantConfig, config_from_dict, registered
+from .models import SRInfo, create
 from .models.checkpoints import read_checkpoint
-from .quant.model import prepare, quantizers
+from .quant.model import prepare
+from .results import ResultRecord
 
 ARTIFACT_FORMAT = "srquant-quantized-model/1"
 
@@ -34,13 +36,34 @@ def quantize(model: nn.Module, config: QuantConfig, calib: torch.Tensor) -> nn.M
     torch.manual_seed(config.seed)
     start = time.perf_counter()
     fp_model = model.eval()
-    qmodel = prepare(fp_model, config)
-    replaced = implementation(config)(qmodel, fp_model, calib, config)
-    if replaced is not None:  # methods that produce another kind of model (ONNX Runtime's quantize_static)
-        qmodel = replaced
+    method = registered(config)
+    qmodel = (method.prepare or prepare)(fp_model, config)
+    if method.install is not None:
+        method.install(qmodel, config)
+    result = method.calibrate(qmodel, fp_model, calib, config)
+    if method.backend != "torch":  # a peer runtime's own quantization returns that runtime's model
+        qmodel = result
     qmodel.eval()
     qmodel.calib_seconds = time.perf_counter() - start
     return qmodel
+
+
+def evaluate_quantized(qmodel: nn.Module, config: QuantConfig, info: SRInfo, datasets, /, *, label: str | None = None,
+                       **options: Any) -> list[ResultRecord]:
+    """Evaluate ``qmodel`` (quantized with ``config``) on ``datasets``; its records carry the method (or ``label``),
+    bit widths, scope, calibration time and config. ``options``: :func:`~srquant.evaluate.evaluate`'s keywords."""
+    return evaluate(model_predictor(qmodel, info), datasets, method=label or config.method, w_bits=config.w_bits,
+                    a_bits=config.a_bits, scope=config.scope, calib_seconds=getattr(qmodel, "calib_seconds", None),
+                    config=config.to_dict(), **options)
+
+
+def quantize_and_evaluate(model: nn.Module, config: QuantConfig, calib: torch.Tensor, datasets, /, *,
+                          label: str | None = None, **options: Any) -> tuple[nn.Module, list[ResultRecord]]:
+    """:func:`quantize`, then :func:`evaluate_quantized`: the one quantize-then-evaluate step of the command line,
+    the sweep runner, the analysis tools and the benchmark scripts. Returns the quantized model and its records
+    (``options`` such as ``model``, the name the records carry, go to :func:`~srquant.evaluate.evaluate`)."""
+    qmodel = quantize(model, config, calib)
+    return qmodel, evaluate_quantized(qmodel, config, model.sr_info, datasets, label=label, **options)
 
 
 def save(qmodel: nn.Module, path: str | Path) -> None:
@@ -93,11 +116,6 @@ def read_artifact(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def saved_config(path: str | Path) -> dict:
-    """The method config stored in a saved quantized model."""
-    return read_artifact(path)["config"]
-
-
 def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a saved quantized model. ``model`` (the float architecture) is needed only for models that were
     not built with ``srquant.models.create``. A malformed or corrupted file raises :class:`CheckpointError`."""
@@ -117,17 +135,10 @@ def _rebuild(payload: dict[str, Any], model: nn.Module | None, path: str | Path)
         if not build:
             raise CheckpointError(f"{path} holds a model srquant cannot rebuild by name; pass its float architecture as model=")
         model = create(build["name"], build["scale"], **build["kwargs"])
-    qmodel = prepare(model, config)
-    if hasattr(config, "rebuild"):  # methods that install their own quantizer modules (DFSQ); buffers load below
-        config.rebuild(qmodel)
-    state = payload["state_dict"]
-    for name, q in quantizers(qmodel):
-        prefix = f"{name}." if name else ""
-        if prefix + "lo" in state:
-            q.set_range(state[prefix + "lo"], state[prefix + "hi"])
-        if prefix + "alpha" in state:
-            q.alpha = nn.Parameter(state[prefix + "alpha"].clone(), requires_grad=False)
-            q.hard_rounding = True
-    qmodel.load_state_dict(state, strict=True)
+    qmodel = prepare(model, config)  # the saved config lists the layers (also those a layer rule picked)
+    install = registered(config).install
+    if install is not None:
+        install(qmodel, config)
+    qmodel.load_state_dict(payload["state_dict"], strict=True)  # each quantizer restores its calibrated state
     qmodel.eval()
     return qmodel

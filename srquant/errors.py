@@ -49,6 +49,10 @@ class OnnxError(SrquantError, RuntimeError):
     """An ONNX file that ONNX Runtime cannot load or run."""
 
 
+class ExportError(ValueError):
+    """The model cannot be expressed as an ONNX QDQ graph."""
+
+
 def clean_message(text: str) -> str:
     """``text`` without ANSI escape sequences (coloured messages of torch or ONNX Runtime)."""
     return _ANSI.sub("", text)

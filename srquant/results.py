@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .errors import ArtifactError
 from .fileio import atomic_path, checked_json, read_checked_json
 

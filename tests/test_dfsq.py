@@ -9,10 +9,10 @@ import torch
 import srquant
 from srquant.methods import DFSQConfig, config_from_dict
 from srquant.methods.dfsq import ablation_configs
-from srquant.quant.model import quant_layers, quantizers_off
-from srquant.quant.subset import (
-    SubsetQuantizer, kmeans_1d, normalize, quant_loss, quantize_to_points, select_exhaustive, select_kmeans,
-    select_optimal, snap, thin_universal, universal_set,
+from srquant.quant.walk import quant_layers, quantizers_off
+from srquant.quant.subset import SubsetQuantizer, normalize, quantize_to_points, snap, universal_set
+from srquant.quant.subset_select import (
+    kmeans_1d, quant_loss, select_exhaustive, select_kmeans, select_optimal, thin_universal,
 )
 
 from conftest import TinyResidualNet, tiny_calib, tiny_model

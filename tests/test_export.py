@@ -13,11 +13,12 @@ from torch import nn
 
 import srquant
 from srquant.export import ExportError, OrtRunner, export_onnx, op_report, optimized_graph
+from srquant.export.runtime import cpu_has_vnni
 from srquant.methods import MinMaxConfig, OrtMinMaxConfig
-from srquant.methods.ort import OrtQuantizedModel, cpu_has_vnni
+from srquant.methods.ort import OrtQuantizedModel
 from srquant.models.imdn import IMDN
 from srquant.models.pan import PAN
-from srquant.quant.graph_points import act_points, graph_quantizers
+from srquant.quant.walk import act_points, graph_quantizers
 
 from conftest import need_shared
 
@@ -65,7 +66,7 @@ def test_runtime_points_quantize_conv_outputs_and_concats():
     assert any("cca" in n for n in names)  # channel-attention tensors
     assert all(q.mode == "quant" for _, q in graph_quantizers(qmodel))
     # the points only add roundings: with every quantizer off the model is the float model again
-    from srquant.quant.model import quantizers_off
+    from srquant.quant.walk import quantizers_off
 
     x = _calib(2)
     with torch.no_grad(), quantizers_off(qmodel):

@@ -11,7 +11,7 @@ from srquant.methods.official import apply_official, cosine_lr, official_overrid
 from srquant.methods.outlier_aware import OFFICIAL, release_schedule
 from srquant.methods.ptq4sr import density_clip_range, release_pac
 from srquant.quant.dual_region import ReleaseDualRegionQuantizer, grid_codes, release_codes
-from srquant.quant.model import quant_layers
+from srquant.quant.walk import quant_layers
 
 
 class TinyUpNet(nn.Module):

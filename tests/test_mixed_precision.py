@@ -6,7 +6,7 @@ import srquant
 from srquant.methods import MinMaxConfig
 from srquant.quant.mixed_precision import (LayerCost, allocate_bits, average_bits, bit_overrides, layer_costs,
                                            layer_sensitivities)
-from srquant.quant.model import quant_layers
+from srquant.quant.walk import quant_layers
 
 from conftest import TinyResidualNet, tiny_calib
 

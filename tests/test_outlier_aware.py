@@ -22,7 +22,7 @@ from srquant.methods.outlier_aware import feature_stds, normalized_distance, sen
 from srquant.quant.dual_region import (
     DualRegionQuantizer, EMAObserver, abs_percentile, dual_region_mse_range, dual_region_quant, split_levels,
 )
-from srquant.quant.model import quant_layers
+from srquant.quant.walk import quant_layers
 from srquant.quant.tuning import TuningConfig, reconstruct
 
 from conftest import tiny_calib, tiny_model

@@ -13,7 +13,7 @@ from srquant.methods import DBDCConfig, MinMaxConfig, PTQ4SRConfig
 from srquant.methods.ptq4sr import (
     attention_loss, block_names, dbdc_range, default_clip_mass, density_clip_range, pixel_aware_calibration,
 )
-from srquant.quant.model import quant_layers
+from srquant.quant.walk import quant_layers
 
 from conftest import TinyBlock, need_shared
 

@@ -5,7 +5,8 @@ from torch import nn
 import srquant
 from srquant.methods import MinMaxConfig, MSEConfig, PercentileConfig, config_from_dict
 from srquant.quant.layers import QuantLayer
-from srquant.quant.model import prepare, quant_layers
+from srquant.quant.model import prepare
+from srquant.quant.walk import quant_layers
 from srquant.quant.observers import RangeObserver, mse_range, percentile_range
 from srquant.quant.primitives import fake_quant, int_range, qparams
 from srquant.quant.quantizers import UniformQuantizer

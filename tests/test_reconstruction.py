@@ -11,8 +11,9 @@ from torch import nn
 import srquant
 from srquant.methods import AdaRoundConfig, BRECQConfig, MSEConfig, QDropConfig
 from srquant.quant.layers import QuantLayer
-from srquant.quant.model import quant_layers
-from srquant.quant.tuning import DropQuant, TuningConfig, find_units, mix_inputs, reconstruct
+from srquant.quant.walk import quant_layers
+from srquant.quant.tuning import DropQuant, TuningConfig, mix_inputs, reconstruct
+from srquant.quant.units import find_units
 
 from conftest import TinyBlock
 
@@ -150,8 +151,9 @@ def test_brecq_learns_activation_bounds_and_round_trips(tmp_path):
 def test_block_tuning_covers_runtime_points():
     """With act_points="runtime", a block's conv outputs and residual sum are quantized too: BRECQ learns their
     ranges along with the layer inputs."""
-    from srquant.quant.graph_points import graph_quantizers
-    from srquant.quant.tuning import applied_act_quantizers, collect, range_groups
+    from srquant.quant.walk import graph_quantizers
+    from srquant.quant.tuning import range_groups
+    from srquant.quant.units import applied_act_quantizers, collect
 
     model = _Tiny().eval()
     calib = torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(0))

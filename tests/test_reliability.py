@@ -105,7 +105,7 @@ def test_a_model_of_another_config_is_not_reused(tmp_path, folders, capsys):
     out = run(capsys, quantize_args(folders, w8))[1]
     assert "reusing" not in out and "another config" in out
     assert records(w8 / "results.json")["minmax"]["w_bits"] == 8
-    assert api.saved_config(w8 / "model.pt")["w_bits"] == 8
+    assert api.read_artifact(w8 / "model.pt")["config"]["w_bits"] == 8
 
 
 # --- 2. a run killed during evaluation leaves the folder as it was -------------------------------------------------
@@ -113,16 +113,17 @@ def test_killed_run_leaves_the_previous_run_whole(tmp_path, folders, capsys, mon
     out = tmp_path / "run"
     assert run(capsys, quantize_args(folders, out))[0] == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    import srquant.evaluate
+    import srquant.cli.quantize
 
-    real = srquant.evaluate.evaluate
+    real = srquant.cli.quantize.evaluate
 
     def killed_during_quantized_eval(*args, **kwargs):
         if kwargs.get("method", "fp32") != "fp32":
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(srquant.evaluate, "evaluate", killed_during_quantized_eval)
+    monkeypatch.setattr(srquant.cli.quantize, "evaluate", killed_during_quantized_eval)
+    monkeypatch.setattr(srquant.api, "evaluate", killed_during_quantized_eval)
     assert run(capsys, quantize_args(folders, out, "--w-bits", "4", "--a-bits", "4"))[0] == 130
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no W4A4 model.pt next to W8A8 results
     monkeypatch.undo()
@@ -240,13 +241,14 @@ def test_malformed_bench_yaml_names_the_file(tmp_path, capsys):
 @pytest.fixture
 def no_calibration(monkeypatch):
     """Fail the test if calibration or evaluation starts."""
-    import srquant.evaluate
+    import srquant.cli.quantize
 
     def never(*args, **kwargs):
         raise AssertionError("work started before the inputs were checked")
 
     monkeypatch.setattr(api, "quantize", never)
-    monkeypatch.setattr(srquant.evaluate, "evaluate", never)
+    monkeypatch.setattr(srquant.cli.quantize, "evaluate", never)
+    monkeypatch.setattr(api, "evaluate", never)
 
 
 def test_bad_outputs_fail_before_calibration(tmp_path, folders, capsys, no_calibration):

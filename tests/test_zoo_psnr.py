@@ -32,3 +32,20 @@ def test_embedded_abpn_beats_bicubic_on_set5(scale, gain):
         ours = evaluate(model_predictor(model, model.sr_info), [folder], model="abpn", progress=False)[0].psnr_y
     bicubic = evaluate(bicubic_predictor(scale), [folder], model="bicubic", progress=False)[0].psnr_y
     assert ours >= bicubic + gain
+
+
+@pytest.mark.shared
+def test_models_verify_prints_the_reference_table(capsys):
+    from srquant.cli import main
+
+    assert main(["models", "imdn_rtc", "--verify", "--shared", str(need_shared())]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| imdn_rtc")]
+    assert len(rows) == sum(r.model == "imdn_rtc" for r in RELEASES)
+    assert all(abs(float(row.split("|")[-2])) <= 0.01 for row in rows)
+
+
+def test_models_verify_needs_the_shared_folder(tmp_path, capsys):
+    from srquant.cli import main
+
+    assert main(["models", "--verify", "--shared", str(tmp_path)]) == 2
+    assert "--verify needs" in capsys.readouterr().err

@@ -36,8 +36,7 @@ def sensitivity_scan(model: nn.Module, calib: torch.Tensor, datasets: Sequence[B
     for index, layer in enumerate(names):
         config = config_class(method)(w_bits=bits, a_bits=bits, scope="all",
                                       overrides=single_layer_overrides(layer, bits), **(options or {}))
-        qmodel = api.quantize(model, config, calib)
-        records = evaluate(model_predictor(qmodel, info), datasets, model=name, method=method, progress=progress)
+        records = api.quantize_and_evaluate(model, config, calib, datasets, label=method, model=name, progress=progress)[1]
         row: dict[str, Any] = {"index": index, "layer": layer}
         for r in records:
             row[f"{r.dataset} fp32"], row[f"{r.dataset} psnr"] = fp[r.dataset], r.psnr_y

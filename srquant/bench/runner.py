@@ -87,7 +87,7 @@ def run_cell(cell: Cell) -> dict:
     """Quantize (if the cell has a method) and evaluate on every dataset; returns the cell's cache payload."""
     import torch
 
-    from ..api import quantize
+    from ..api import quantize_and_evaluate
     from ..data.benchmark import BenchmarkFolder
     from ..evaluate import bicubic_predictor, calibration_batch, evaluate, model_predictor
     from ..methods import config_class
@@ -96,20 +96,21 @@ def run_cell(cell: Cell) -> dict:
     torch.set_num_threads(THREADS)
     m = cell.model
     datasets = [BenchmarkFolder(d, m.scale) for d in cell.datasets] or [BenchmarkFolder.demo(m.scale)]
+    options = dict(model=m.label, gray=cell.gray, progress=False)
     if cell.method == "bicubic":
-        predict, extra = bicubic_predictor(m.scale), dict(method="bicubic", backend="numpy")
+        predict = bicubic_predictor(m.scale)
+        records = evaluate(predict, datasets, method="bicubic", backend="numpy", **options)
     else:
         model = create(m.name, m.scale, weights=m.weights, pretrained=m.weights is None, **m.kwargs)
-        predict, extra = model_predictor(model, model.sr_info), {}
-        if cell.method != "fp32":
+        if cell.method == "fp32":
+            predict = model_predictor(model, model.sr_info)
+            records = evaluate(predict, datasets, **options)
+        else:
             config = config_class(cell.method)(w_bits=cell.w_bits, a_bits=cell.a_bits, scope=cell.scope, seed=cell.calib.seed, **cell.options)
             c = cell.calib
             calib = calibration_batch(model.sr_info, c.folder, c.n, c.patch, c.seed, c.grayscale)
-            qmodel = quantize(model, config, calib)
+            qmodel, records = quantize_and_evaluate(model, config, calib, datasets, label=cell.name, **options)
             predict = model_predictor(qmodel, model.sr_info)
-            extra = dict(method=cell.name, w_bits=cell.w_bits, a_bits=cell.a_bits, scope=cell.scope,
-                         calib_seconds=qmodel.calib_seconds, config=config.to_dict())
-    records = evaluate(predict, datasets, model=m.label, gray=cell.gray, progress=False, **extra)
     payload = {"cell": asdict(cell), "records": [r.to_dict() for r in records], "hardware": hardware()}
     if cell.crop is not None:
         payload["crop"] = crop_payload(predict, datasets, cell.crop, with_hr=cell.method == "fp32")

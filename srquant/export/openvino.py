@@ -13,7 +13,7 @@ import onnx
 import torch
 
 from ..errors import InputError, OnnxError, clean_message
-from .runtime import RUNTIMES, info_from_metadata
+from .metadata import info_from_metadata
 
 
 def openvino_available() -> bool:
@@ -63,5 +63,3 @@ class OpenVinoRunner:
     def sr_info(self, scale: int | None = None, model: str | None = None):
         return info_from_metadata(self._meta, self.path, scale, model)
 
-
-RUNTIMES["openvino"] = OpenVinoRunner

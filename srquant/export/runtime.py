@@ -20,7 +20,8 @@ import onnxruntime as ort
 import torch
 
 from ..errors import ConfigError, InputError, OnnxError, clean_message
-from .onnx_qdq import GRAPH_DIGEST_KEY, graph_digest
+from .metadata import info_from_metadata
+from .onnx_graph import GRAPH_DIGEST_KEY, graph_digest
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -45,6 +46,18 @@ def cpu_description() -> str:
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
     flags = [f for f in fields.get("flags", "").split() if f in wanted]
     return f"{fields.get('model name', 'unknown CPU')}; flags: {' '.join(flags) or 'none of ' + ' '.join(wanted)}"
+
+
+def cpu_has_vnni() -> bool | None:
+    """True if the CPU has 8-bit dot-product instructions without int16 saturation (None: unknown)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    if flags is None:
+        return None
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
 
 
 def smooth_input(channels: int, size: int, scale: float = 1.0) -> torch.Tensor:
@@ -129,42 +142,15 @@ class OrtRunner:
         return info_from_metadata(self.metadata(), self.path, scale, model)
 
 
-def info_from_metadata(meta: dict[str, str], path: Path, scale: int | None = None, model: str | None = None):
-    """The :class:`~srquant.models.SRInfo` recorded in an ONNX file's metadata. A file srquant did not write has
-    none: ``scale`` is then needed, and ``model`` (a registered name) gives its input range and colour mode."""
-    from ..models import SRInfo, get_spec
-
-    name = meta.get("sr_model")
-    if name is None:
-        if scale is None:
-            raise InputError(f"{path} has no srquant metadata (sr_model, sr_scale): pass --scale (and --model for "
-                             "a registered architecture's input range and colour mode)")
-        if model is None:
-            return SRInfo(path.stem, int(scale))
-        spec = get_spec(model)
-        return SRInfo(spec.name, int(scale), spec.input_range, spec.color, upsample_input=spec.upsample_input)
-    upsample = False
-    try:
-        upsample = get_spec(name).upsample_input
-    except KeyError:
-        pass
-    try:
-        return SRInfo(name, int(meta.get("sr_scale", scale)), float(meta.get("sr_input_range", 1.0)),
-                      meta.get("sr_color", "rgb"), upsample_input=upsample)
-    except (TypeError, ValueError):
-        raise OnnxError(f"{path}: malformed srquant metadata (sr_scale, sr_input_range)") from None
-
-
-RUNTIMES: dict[str, type] = {"onnxruntime": OrtRunner}  # runtime name -> runner class (export/openvino.py adds one)
-
-
 def open_runner(path: str | Path, runtime: str = "onnxruntime", threads: int = 2):
     """A tensor -> tensor runner of the ONNX file ``path`` in ``runtime`` (onnxruntime or openvino)."""
+    if runtime == "onnxruntime":
+        return OrtRunner(path, threads=threads)
     if runtime == "openvino":
-        from . import openvino  # noqa: F401 - registers the runner
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of onnxruntime, openvino; got {runtime!r}")
-    return RUNTIMES[runtime](path, threads=threads)
+        from .openvino import OpenVinoRunner
+
+        return OpenVinoRunner(path, threads=threads)
+    raise ConfigError(f"runtime must be one of onnxruntime, openvino; got {runtime!r}")
 
 
 def optimized_graph(path: str | Path, optimization: str = DEFAULT_OPT, threads: int = 2) -> onnx.ModelProto:

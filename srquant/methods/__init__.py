@@ -1,6 +1,6 @@
 """Quantization methods: one config dataclass plus one registered implementation each."""
-from .base import (QuantConfig, build_config, config_class, config_from_dict, implementation, method_names,
-                   register_method)
+from .base import (Method, QuantConfig, build_config, config_class, config_from_dict, method_names, register_method,
+                   registered)
 from .uniform import MinMaxConfig, MSEConfig, PercentileConfig
 from .reconstruction import AdaRoundConfig, BRECQConfig, QDropConfig, ReconstructionConfig
 from .dfsq import DFSQConfig
@@ -15,5 +15,5 @@ __all__ = [
     "AdaRoundConfig", "BRECQConfig", "DBDCConfig", "DFSQConfig", "FullIntConfig", "Int8Config", "PTQ4SRConfig", "QDropConfig", "ReconstructionConfig",
     "OrtEntropyConfig", "OrtMinMaxConfig", "OrtPercentileConfig", "OrtQuantizedModel", "OutlierAwareConfig",
     "MSEConfig", "NncfConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "build_config", "config_class", "config_from_dict",
-    "implementation", "method_names", "register_method",
+    "Method", "method_names", "register_method", "registered",
 ]

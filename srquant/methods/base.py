@@ -14,7 +14,31 @@ from ..errors import ConfigError
 from ..quant.scope import SCOPES
 
 Implementation = Callable[[nn.Module, nn.Module, torch.Tensor, "QuantConfig"], None]
-_METHODS: dict[str, tuple[type["QuantConfig"], Implementation]] = {}
+Install = Callable[[nn.Module, "QuantConfig"], None]
+Prepare = Callable[[nn.Module, "QuantConfig"], nn.Module]
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its config class and its steps.
+
+    ``prepare(fp_model, config)`` makes the quantized copy (default :func:`srquant.quant.model.prepare`; the
+    official variants' layer rules pick their own layers); ``install(qmodel, config)`` puts the method's own modules
+    into it (:func:`srquant.load` runs it too, before loading the saved state); ``calibrate(qmodel, fp_model, calib,
+    config)`` sets the quantizers' state and returns nothing. A method of another ``backend`` than ``"torch"`` is a
+    peer runtime's own quantization (ONNX Runtime, NNCF): its ``calibrate`` returns the runtime's model, which
+    :func:`srquant.quantize` returns in place of the fake-quantized one.
+    """
+
+    config: type["QuantConfig"]
+    calibrate: Implementation
+    install: Install | None = None
+    prepare: Prepare | None = None
+    backend: str = "torch"
+
+
+_METHODS: dict[str, Method] = {}
 
 
 @dataclass
@@ -56,13 +80,17 @@ class QuantConfig:
         return {"method": self.method, **dataclasses.asdict(self)}
 
 
-def register_method(config_cls: type[QuantConfig]) -> Callable[[Implementation], Implementation]:
-    """Decorator: ``@register_method(MinMaxConfig)`` on the function that quantizes with that config."""
+def register_method(config_cls: type[QuantConfig], *, install: Install | None = None, prepare: Prepare | None = None,
+                    backend: str = "torch") -> Callable[[Implementation], Implementation]:
+    """Decorator: ``@register_method(MinMaxConfig)`` on the function that calibrates with that config; the keywords
+    name the method's other steps (see :class:`Method`). ``install`` must be idempotent."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
     def wrap(fn: Implementation) -> Implementation:
         if config_cls.method in _METHODS:
             raise ValueError(f"method {config_cls.method!r} registered twice")
-        _METHODS[config_cls.method] = (config_cls, fn)
+        _METHODS[config_cls.method] = Method(config_cls, fn, install, prepare, backend)
         return fn
 
     return wrap
@@ -72,16 +100,17 @@ def method_names() -> list[str]:
     return sorted(_METHODS)
 
 
-def implementation(config: QuantConfig) -> Implementation:
+def registered(config: QuantConfig) -> Method:
+    """The registered method of ``config``."""
     if config.method not in _METHODS:
         raise KeyError(f"no implementation registered for method {config.method!r}")
-    return _METHODS[config.method][1]
+    return _METHODS[config.method]
 
 
 def config_class(method: str) -> type[QuantConfig]:
     if method not in _METHODS:
         raise KeyError(f"unknown method {method!r}; known: {', '.join(method_names())}")
-    return _METHODS[method][0]
+    return _METHODS[method].config
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> QuantConfig:

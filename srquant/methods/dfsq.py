@@ -3,7 +3,7 @@
 Activations: each in-scope layer input is normalized per sample and channel at run time (mean-subtracted unless it
 follows a ReLU, divided by its max |x|), snapped to the nearest of the channel's 2^a_bits points, de-normalized.
 The points are chosen once per input channel from a universal set of additive power-of-two values by k-means on
-the normalized calibration activations (fast selection), see :mod:`srquant.quant.subset`.
+the normalized calibration activations (fast selection), see :mod:`srquant.quant.subset_select`.
 Weights: per-output-filter ("kernel-wise" in the paper) asymmetric min/max, no clipping search, no fine-tuning
 (``weight_range="mse"``, beyond the spec, clips each filter's range by squared error instead).
 
@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from ..quant.layers import QuantLayer
-from ..quant.model import quant_layers, run_batches, set_mode
-from ..quant.subset import (
-    SortedRows, SubsetQuantizer, WORD_SETS, normalize, select_exhaustive, select_kmeans, select_optimal, universal_set,
-)
+from ..quant.subset import WORD_SETS, SubsetQuantizer, normalize, universal_set
+from ..quant.subset_select import SortedRows, select_exhaustive, select_kmeans, select_optimal
+from ..quant.observers import TensorList
+from ..quant.walk import observing, quant_layers, run_batches, set_mode
 from .base import QuantConfig, register_method
-from .official import LAYER_RULES, apply_official, check_variant, official_prepare
+from .official import LAYER_RULES, apply_official, check_variant, layer_rule_prepare
 from .uniform import minmax_weights, mse_weights
 
 PAPER_SETTINGS = dict(universal_set="paper107", restarts=3, pin_zero=False, restart_criterion="sse")
@@ -107,10 +107,6 @@ class DFSQConfig(QuantConfig):
     def universal(self) -> torch.Tensor:
         return universal_set(self.word_sets if self.word_sets is not None else self.universal_set)
 
-    def rebuild(self, qmodel: nn.Module) -> None:
-        """Install the subset quantizers on a freshly prepared model (used by :func:`srquant.load`)."""
-        install_subset_quantizers(qmodel, self)
-
 
 def _in_channels(layer: nn.Module) -> int:
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
@@ -147,7 +143,7 @@ def calibrate_layer(quant: SubsetQuantizer, raw: torch.Tensor, universal: torch.
     if config.static_clamp:
         quant.clamp_lo.copy_(raw.amin(reduce))
         quant.clamp_hi.copy_(raw.amax(reduce))
-        raw = torch.clamp(raw, quant._view(quant.clamp_lo, raw), quant._view(quant.clamp_hi, raw))
+        raw = quant.clamp(raw)
     values = normalize(raw, flag, config.calib_norm_group)[0] if config.normalize else raw
     values = values.transpose(0, 1).reshape(channels, -1)
     if not quant.channelwise:
@@ -177,22 +173,14 @@ def _torch_threads(n: int):
 
 def _activation_bytes(qmodel: nn.Module, sample: torch.Tensor) -> dict[str, int]:
     """Bytes of each quantized layer's input per calibration sample (one probe forward of one sample)."""
-    sizes: dict[str, int] = {}
-    layers = list(quant_layers(qmodel))
-    for name, layer in layers:
-        layer.input_quant.observer = lambda x, name=name: sizes.__setitem__(name, sizes.get(name, 0) + x[0].numel() * 4)
-        layer.input_quant.mode = "observe"
-    run_batches(qmodel, sample, 1)
-    for _, layer in layers:
-        layer.input_quant.observer, layer.input_quant.mode = None, "off"
-    return sizes
+    seen = {name: TensorList() for name, _ in quant_layers(qmodel)}
+    with observing(qmodel, {layer.input_quant: seen[name] for name, layer in quant_layers(qmodel)}):
+        run_batches(qmodel, sample, 1)
+    return {name: sum(x[0].numel() * 4 for x in obs.tensors) for name, obs in seen.items() if obs.tensors}
 
 
-@register_method(DFSQConfig)
-def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> nn.Module:
-    if config.layer_rule:
-        qmodel = official_prepare(fp_model, config, config.layer_rule)
-    install_subset_quantizers(qmodel, config)
+@register_method(DFSQConfig, install=install_subset_quantizers, prepare=layer_rule_prepare)
+def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DFSQConfig) -> None:
     layers = list(quant_layers(qmodel))
     weight_range = mse_weights if config.weight_range == "mse" else minmax_weights
     for _, layer in layers:  # per-filter asymmetric min/max (or squared-error clipping)
@@ -214,13 +202,10 @@ def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DF
     index = {name: i for i, (name, _) in enumerate(layers)}
     start = time.perf_counter()
     for chunk in chunks:
-        store: dict[str, list[torch.Tensor]] = {name: [] for name, _ in chunk}
-        for name, layer in chunk:
-            layer.input_quant.observer, layer.input_quant.mode = store[name].append, "observe"
-        run_batches(qmodel, calib, config.batch_size)
-        for name, layer in chunk:
-            layer.input_quant.observer, layer.input_quant.mode = None, "off"
-        jobs = [(name, layer, torch.cat(store.pop(name))) for name, layer in chunk if store[name]]
+        store = {name: TensorList() for name, _ in chunk}
+        with observing(qmodel, {layer.input_quant: store[name] for name, layer in chunk}):
+            run_batches(qmodel, calib, config.batch_size)
+        jobs = [(name, layer, torch.cat(store.pop(name).tensors)) for name, layer in chunk if store[name].tensors]
         del store
 
         def work(job):
@@ -234,7 +219,6 @@ def dfsq(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DF
     set_mode(qmodel, "quant")
     qmodel.dfsq_report = report
     qmodel.dfsq_seconds = {"selection_and_collection": time.perf_counter() - start, "passes": len(chunks)}
-    return qmodel
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -250,38 +234,3 @@ def ablation_configs(base: DFSQConfig) -> list[tuple[str, DFSQConfig]]:
         label = f"{'channel' if gran == 'channel' else 'layer'}-wise points, {'normalized' if norm else 'no normalization'}"
         rows.append((label, dataclasses.replace(base, a_granularity=gran, normalize=norm)))
     return rows
-
-
-def run_ablation(model: nn.Module, calib: torch.Tensor, datasets, base: DFSQConfig, model_name: str = "model",
-                 progress: bool = False) -> list[dict]:
-    """Quantize ``model`` with each Table 1 variant and evaluate it on ``datasets`` (BenchmarkFolder list).
-
-    Returns one dict per (variant, dataset): label, channelwise, normalize, dataset, psnr_y, ssim_y, calib_seconds.
-    """
-    from ..api import quantize
-    from ..evaluate import evaluate, model_predictor
-
-    out = []
-    for label, config in ablation_configs(base):
-        qmodel = quantize(model, config, calib)
-        records = evaluate(model_predictor(qmodel, model.sr_info), datasets, model=model_name, method="dfsq",
-                           w_bits=config.w_bits, a_bits=config.a_bits, progress=progress)
-        for r in records:
-            out.append({"label": label, "channelwise": config.a_granularity == "channel", "normalize": config.normalize,
-                        "dataset": r.dataset, "psnr_y": r.psnr_y, "ssim_y": r.ssim_y,
-                        "calib_seconds": qmodel.calib_seconds})
-    return out
-
-
-def format_ablation(rows: list[dict]) -> str:
-    """Table 1 layout: one line per variant, PSNR/SSIM per dataset."""
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    labels = list(dict.fromkeys((r["channelwise"], r["normalize"]) for r in rows))
-    lines = ["| Cha. | Norm. | " + " | ".join(datasets) + " |", "|---|---|" + "---|" * len(datasets)]
-    for cha, norm in labels:
-        cells = []
-        for d in datasets:
-            r = next(r for r in rows if r["dataset"] == d and (r["channelwise"], r["normalize"]) == (cha, norm))
-            cells.append(f"{r['psnr_y']:.3f}/{r['ssim_y']:.4f}")
-        lines.append(f"| {'✓' if cha else '-'} | {'✓' if norm else '-'} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -18,15 +18,14 @@ output range comes from the calibration data as it does on device. This is the s
 """
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..quant.graph_points import POINTS_ATTR, ActPoint
-from ..quant.model import quantizers_off
+from ..quant.layers import ActPoint
 from ..quant.quantizers import UniformQuantizer
+from ..quant.walk import POINTS_ATTR, quantizers_off
 from .base import QuantConfig, register_method
 from .uniform import minmax
 
@@ -55,10 +54,6 @@ class FullIntConfig(QuantConfig):
             raise ValueError(f"readout must be 'uint8' or 'dequant', got {self.readout!r}")
         if (self.readout == "uint8" or self.raw_input) and (self.a_bits != 8 or self.a_symmetric):
             raise ValueError("uint8 readout / raw input need unsigned 8-bit activations (a_bits=8, a_symmetric=False)")
-
-    def rebuild(self, qmodel: nn.Module) -> None:
-        """Install the output point on a freshly prepared model (used by :func:`srquant.load`)."""
-        install_output_point(qmodel, self)
 
 
 def pixel_unit(model: nn.Module) -> float:
@@ -90,27 +85,32 @@ def input_quantizer(qmodel: nn.Module) -> UniformQuantizer:
     raise ValueError("the model input has no quantization point (no layer reads it directly)")
 
 
-def _full_integer_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    config, unit = self.srquant_config, pixel_unit(self)
-    if config.raw_input:
-        q_in = input_quantizer(self)
-        if q_in.mode == "quant":
-            x = pixels_as_codes(x, q_in, unit)
-    point = _points(self)[OUTPUT_POINT]
-    y = point(self._srquant_inner_forward(x))
-    if config.readout == "uint8" and point.quantizer.mode == "quant":
-        y = codes_as_pixels(y, point.quantizer, unit)
+def _raw_input_codes(module: nn.Module, args: tuple) -> tuple | None:
+    """Forward pre-hook: with ``raw_input``, the pixels go in as the input's integer codes."""
+    q_in = input_quantizer(module) if module.srquant_config.raw_input else None
+    if q_in is None or q_in.mode != "quant":
+        return None
+    return (pixels_as_codes(args[0], q_in, pixel_unit(module)), *args[1:])
+
+
+def _quantized_output(module: nn.Module, args: tuple, y: torch.Tensor) -> torch.Tensor:
+    """Forward hook: the output on its own 8-bit grid; with ``readout="uint8"`` its codes read as pixels."""
+    point = _points(module)[OUTPUT_POINT]
+    y = point(y)
+    if module.srquant_config.readout == "uint8" and point.quantizer.mode == "quant":
+        y = codes_as_pixels(y, point.quantizer, pixel_unit(module))
     return y
 
 
 def install_output_point(qmodel: nn.Module, config: FullIntConfig) -> None:
-    """Quantize the model output: an owned 8-bit point after the model's own forward (idempotent)."""
+    """Quantize the model output: an owned 8-bit point applied by a forward hook after the model's own forward
+    (and the raw-input pre-hook); idempotent. ``qmodel.forward(x)`` is the model without them."""
     points = _points(qmodel)
     if OUTPUT_POINT in points:
         return
     points[OUTPUT_POINT] = ActPoint(OUTPUT_POINT, True, quant=UniformQuantizer(config.a_bits, config.a_symmetric, None))
-    object.__setattr__(qmodel, "_srquant_inner_forward", qmodel.forward)  # bound: deepcopy rebinds it to the copy
-    qmodel.forward = types.MethodType(_full_integer_forward, qmodel)
+    qmodel.register_forward_pre_hook(_raw_input_codes)
+    qmodel.register_forward_hook(_quantized_output)
 
 
 def output_sources(qmodel: nn.Module, x: torch.Tensor) -> list[UniformQuantizer]:
@@ -125,7 +125,7 @@ def output_sources(qmodel: nn.Module, x: torch.Tensor) -> list[UniformQuantizer]
              for key, p in points.items() if p.primary and key != OUTPUT_POINT]
     try:
         with quantizers_off(qmodel), torch.no_grad():
-            y = qmodel._srquant_inner_forward(x)
+            y = qmodel.forward(x)  # without the output point's hooks
     finally:
         for h in hooks:
             h.remove()
@@ -143,9 +143,8 @@ def fold_output_clip(qmodel: nn.Module, x: torch.Tensor) -> int:
     return len(sources)
 
 
-@register_method(FullIntConfig)
+@register_method(FullIntConfig, install=install_output_point)
 def fullint(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: FullIntConfig) -> None:
-    install_output_point(qmodel, config)
     minmax(qmodel, fp_model, calib, config)
     if config.fold_clip:
         fold_output_clip(qmodel, calib[:1, :, :PROBE_SIZE, :PROBE_SIZE])

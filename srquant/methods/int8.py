@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from ..quant.equalize import equalize
-from ..quant.model import quant_layers, run_batches
-from ..quant.tuning import TuningConfig, collect, reconstruct
+from ..quant.tuning import TuningConfig, reconstruct
+from ..quant.units import collect
+from ..quant.walk import quant_layers, run_batches
 from .base import QuantConfig, register_method
 from .uniform import PercentileConfig, percentile
 

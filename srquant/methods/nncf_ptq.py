@@ -63,7 +63,7 @@ class NncfConfig(QuantConfig):
             raise ValueError(f"optimization must be one of {sorted(OPT_LEVELS)}, got {self.optimization!r}")
 
 
-@register_method(NncfConfig)
+@register_method(NncfConfig, backend="onnxruntime")
 def nncf_quantize(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: NncfConfig) -> nn.Module:
     try:
         import nncf
@@ -71,7 +71,8 @@ def nncf_quantize(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, c
         raise InputError("the nncf method needs NNCF: pip install 'srquant[openvino]'") from None
     import onnx
 
-    from ..export.onnx_qdq import GRAPH_DIGEST_KEY, INPUT_NAME, export_float_onnx
+    from ..export.onnx_graph import GRAPH_DIGEST_KEY
+    from ..export.onnx_qdq import INPUT_NAME, export_float_onnx
 
     workdir, keep = make_workdir(config.workdir)
     fp_path = export_float_onnx(fp_model, workdir / "fp32.onnx", example=calib[:1], opset=config.opset)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..quant.model import prepare
 from ..quant.scope import find_ends, layer_call_order
-from ..quant.tuning import find_units
+from ..quant.units import find_units
 
 VARIANTS = ("spec", "official")
 LAYER_RULES = ("ends8", "first-last8", "blocks")
@@ -70,6 +70,13 @@ def official_overrides(model: nn.Module, config, rule: str) -> dict[str, Any]:
     else:
         eight = {order[0], order[-1]}
     return {n: dict(EIGHT) if n in eight else dict(own) for n in order}
+
+
+def layer_rule_prepare(model: nn.Module, config) -> nn.Module:
+    """The prepare step of the methods with official variants: the release's layers when ``config.layer_rule`` is
+    set, else :func:`srquant.quant.model.prepare` (a saved model's config lists its layers, so loading it needs the
+    plain one)."""
+    return official_prepare(model, config, config.layer_rule) if config.layer_rule else prepare(model, config)
 
 
 def official_prepare(model: nn.Module, config, rule: str) -> nn.Module:

@@ -36,21 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..export.runtime import DEFAULT_OPT, OPT_LEVELS
-from ..quant.model import quant_layers
+from ..export.runtime import DEFAULT_OPT, OPT_LEVELS, cpu_has_vnni
+from ..quant.walk import quant_layers
 from .base import QuantConfig, register_method
-
-
-def cpu_has_vnni() -> bool | None:
-    """True if the CPU has 8-bit dot-product instructions without int16 saturation (None: unknown)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
-    if flags is None:
-        return None
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
 
 
 @dataclass
@@ -237,16 +225,16 @@ def _ort_quantize_static(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Te
     return OrtQuantizedModel(out_path, config, fp_model, workdir=keep, reduce_range=reduce_range, excluded=excluded)
 
 
-@register_method(OrtMinMaxConfig)
+@register_method(OrtMinMaxConfig, backend="onnxruntime")
 def ort_minmax(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OrtMinMaxConfig) -> nn.Module:
     return _ort_quantize_static(qmodel, fp_model, calib, config)
 
 
-@register_method(OrtPercentileConfig)
+@register_method(OrtPercentileConfig, backend="onnxruntime")
 def ort_percentile(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OrtPercentileConfig) -> nn.Module:
     return _ort_quantize_static(qmodel, fp_model, calib, config)
 
 
-@register_method(OrtEntropyConfig)
+@register_method(OrtEntropyConfig, backend="onnxruntime")
 def ort_entropy(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OrtEntropyConfig) -> nn.Module:
     return _ort_quantize_static(qmodel, fp_model, calib, config)

@@ -30,12 +30,13 @@ from torch import nn
 from ..quant.dual_region import (
     LEVEL_SPLITS, DualRegionQuantizer, EMAObserver, ReleaseDualRegionQuantizer, dual_region_mse_range, split_levels,
 )
-from ..quant.model import quant_layers, run_batches, set_mode
 from ..quant.observers import mse_range
-from ..quant.tuning import LossContext, OutputTaps, TuningConfig, UnitReport, find_units, reconstruct
+from ..quant.tuning import LossContext, OutputTaps, TuningConfig, UnitReport, reconstruct
+from ..quant.units import find_units
+from ..quant.walk import observing, quant_layers, run_batches
 from .base import QuantConfig, register_method
 from .official import (
-    LAYER_RULES, RELEASE_PIXEL_RANGE, apply_official, check_variant, epoch_batches, official_prepare, pixel_lr,
+    LAYER_RULES, RELEASE_PIXEL_RANGE, apply_official, check_variant, epoch_batches, layer_rule_prepare, pixel_lr,
     train_groups,
 )
 from .uniform import minmax_weights, mse_weights
@@ -148,10 +149,11 @@ class OutlierAwareConfig(QuantConfig):
             forward_batch=self.batch_size, keep_best=self.keep_best, progress=self.progress,
         )
 
-    def rebuild(self, qmodel: nn.Module) -> None:
-        """Install the dual-region quantizers on a freshly prepared model (used by :func:`srquant.load`)."""
-        if self.dual_region:
-            install_dual_region_quantizers(qmodel, self.level_split, self.grid)
+
+def install(qmodel: nn.Module, config: OutlierAwareConfig) -> None:
+    """The method's install step: dual-region input quantizers unless ``dual_region=False``."""
+    if config.dual_region:
+        install_dual_region_quantizers(qmodel, config.level_split, config.grid)
 
 
 def install_dual_region_quantizers(qmodel: nn.Module, level_split: str = "summary", grid: str = "spec") -> None:
@@ -198,18 +200,14 @@ def calibrate(qmodel: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig
     """Initial weight bounds u_w and activation bounds (and bp) from one pass over ``calib``; a layer the forward
     never reaches keeps a float input."""
     layers = list(quant_layers(qmodel))
-    set_mode(qmodel, "off")
-    observers = {}
     samples = (1 << 20) if config.act_init == "mse" else 0
-    for name, layer in layers:
-        observers[name] = (ReleaseObserver(config.ema_beta, config.bp_percentile / 100) if config.act_init == "release"
-                           else EMAObserver(config.ema_beta, config.bp_percentile, samples, config.seed))
-        layer.input_quant.observer, layer.input_quant.mode = observers[name], "observe"
-    run_batches(qmodel, calib, config.batch_size)
+    observers = {name: ReleaseObserver(config.ema_beta, config.bp_percentile / 100) if config.act_init == "release"
+                 else EMAObserver(config.ema_beta, config.bp_percentile, samples, config.seed) for name, _ in layers}
+    with observing(qmodel, {layer.input_quant: observers[name] for name, layer in layers}):
+        run_batches(qmodel, calib, config.batch_size)
     weight_range = {"mse": mse_weights, "minmax": minmax_weights, "omse": _omse_weights}[config.w_init]
     for name, layer in layers:
         q, obs = layer.input_quant, observers[name]
-        q.observer, q.mode = None, "off"
         layer.weight_quant.set_range(*weight_range(layer.weight.detach(), layer.weight_quant))
         if obs.lo is None:
             continue
@@ -383,15 +381,10 @@ def release_finetune(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor
     return losses
 
 
-@register_method(OutlierAwareConfig)
-def outlier_aware(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig) -> nn.Module:
-    if config.layer_rule:
-        qmodel = official_prepare(fp_model, config, config.layer_rule)
-    if config.dual_region:
-        install_dual_region_quantizers(qmodel, config.level_split, config.grid)
+@register_method(OutlierAwareConfig, install=install, prepare=layer_rule_prepare)
+def outlier_aware(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: OutlierAwareConfig) -> None:
     calibrate(qmodel, calib, config)
     if config.finetune and config.loop == "release" and config.epochs > 0:
         release_finetune(qmodel, fp_model, calib, config)
     elif config.finetune and config.loop == "spec" and config.iters > 0:
         sensitivity_aware_finetune(qmodel, fp_model, calib, config)
-    return qmodel

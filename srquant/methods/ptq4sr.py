@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quant.graph_points import graph_quantizers
-from ..quant.model import calibrate_ranges, observe_inputs, quant_layers, quantizers
+from ..quant.model import calibrate_ranges, observe_inputs
 from ..quant.observers import histogram
-from ..quant.tuning import LossContext, OutputTaps, TuningConfig, find_units, reconstruct
+from ..quant.tuning import LossContext, OutputTaps, TuningConfig, reconstruct
+from ..quant.units import find_units
+from ..quant.walk import graph_quantizers, quant_layers, quantizers
 from .base import QuantConfig, register_method
 from .official import (
-    LAYER_RULES, apply_official, check_variant, cosine_lr, epoch_batches, official_prepare, pixel_lr, train_groups,
+    LAYER_RULES, apply_official, check_variant, cosine_lr, epoch_batches, layer_rule_prepare, pixel_lr, train_groups,
 )
 from .uniform import minmax_weights
 
@@ -155,12 +156,9 @@ def dbdc_calibrate(qmodel: nn.Module, calib: torch.Tensor, config: DBDCConfig) -
                      samples=False)
 
 
-@register_method(DBDCConfig)
-def dbdc(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DBDCConfig) -> nn.Module:
-    if config.layer_rule:
-        qmodel = official_prepare(fp_model, config, config.layer_rule)
+@register_method(DBDCConfig, prepare=layer_rule_prepare)
+def dbdc(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: DBDCConfig) -> None:
     dbdc_calibrate(qmodel, calib, config)
-    return qmodel
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -310,10 +308,7 @@ def release_pac(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, con
     return losses
 
 
-@register_method(PTQ4SRConfig)
-def ptq4sr(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: PTQ4SRConfig) -> nn.Module:
-    if config.layer_rule:
-        qmodel = official_prepare(fp_model, config, config.layer_rule)
+@register_method(PTQ4SRConfig, prepare=layer_rule_prepare)
+def ptq4sr(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: PTQ4SRConfig) -> None:
     dbdc_calibrate(qmodel, calib, config)
     (release_pac if config.lr_mode == "absolute" else pixel_aware_calibration)(qmodel, fp_model, calib, config)
-    return qmodel

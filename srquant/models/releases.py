@@ -1,7 +1,7 @@
 """Public checkpoints srquant is verified against (files in ../shared/weights) and their reference Y-PSNR.
 
 The values are those of ../shared/weights/MANIFEST.md (measured by the MANIFEST's authors under the reference
-protocol); tests and ``benchmarks/zoo_psnr.py`` check that srquant reproduces each within 0.01 dB.
+protocol); tests and ``srquant models --verify`` check that srquant reproduces each within 0.01 dB.
 """
 from __future__ import annotations
 

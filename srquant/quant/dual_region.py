@@ -25,6 +25,7 @@ from torch import nn
 
 from .observers import RangeObserver, histogram
 from .primitives import EPS, round_ste
+from .quantizers import Quantizer
 
 LEVEL_SPLITS = ("summary", "full")
 
@@ -112,7 +113,7 @@ def dual_region_mse_range(values: torch.Tensor, bits: int, split: str = "summary
     return l_a[best, 0], u_a[best, 0], bp[best, 0]
 
 
-class DualRegionQuantizer(nn.Module):
+class DualRegionQuantizer(Quantizer):
     """Per-tensor dual-region activation quantizer with learnable ``l_a``, ``u_a`` and ``bp``.
 
     Modes as :class:`~srquant.quant.quantizers.UniformQuantizer`: ``"quant"`` (fake-quantize), ``"observe"`` (pass
@@ -120,16 +121,16 @@ class DualRegionQuantizer(nn.Module):
     the exact grid (loading also switches the quantizer to ``"quant"``).
     """
 
+    calibrated_key = "bp"  # a saved breakpoint is a calibrated one
+
     def __init__(self, bits: int, level_split: str = "summary"):
-        super().__init__()
         split_levels(bits, level_split, one_sided=True)  # validates bits and split
-        self.bits, self.level_split, self.axis = bits, level_split, None
+        super().__init__(bits)
+        self.level_split, self.axis = level_split, None
         self.l_a = nn.Parameter(torch.tensor(-1.0), requires_grad=False)
         self.u_a = nn.Parameter(torch.tensor(1.0), requires_grad=False)
         self.bp = nn.Parameter(torch.tensor(0.5), requires_grad=False)
         self.register_buffer("one_sided", torch.tensor(False))
-        self.mode = "off"
-        self.observer = None
 
     def extra_repr(self) -> str:
         dense, side = self.levels()
@@ -156,17 +157,6 @@ class DualRegionQuantizer(nn.Module):
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         return dual_region_quant(x, self.l_a, self.u_a, self.bp, *self.levels(), one_sided=bool(self.one_sided))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        if prefix + "bp" in state_dict:  # a saved breakpoint is a calibrated one
-            self.mode = "quant"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "quant":
-            return self.quantize(x)
-        if self.mode == "observe" and self.observer is not None:
-            self.observer.update(x.detach())
-        return x
 
 
 # --------------------------------------------------------------------------------------------------------------

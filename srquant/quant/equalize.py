@@ -19,7 +19,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from .model import run_batches
+from .walk import run_batches
 
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
 ACTIVATION_FUNCTIONS = (F.relu, F.leaky_relu, torch.relu)

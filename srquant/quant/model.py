@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 
-from .layers import QuantLayer, make_quant_layer
+from .layers import make_quant_layer
 from .observers import RangeObserver
+from .points import insert_points
 from .quantizers import UniformQuantizer
 from .scope import plan
+from .walk import act_points, graph_quantizers, has_points, observing, quant_layers, run_batches, set_mode
 
 
 def prepare(model: nn.Module, config) -> nn.Module:
@@ -31,78 +32,52 @@ def prepare(model: nn.Module, config) -> nn.Module:
                                                 config.a_granularity, config.w_symmetric, config.a_symmetric))
     qmodel.srquant_config = config
     if getattr(config, "act_points", "inputs") == "runtime":  # also quantize what an INT8 runtime quantizes
-        from .graph_points import insert_points
-
         insert_points(qmodel, config)
     return qmodel
-
-
-def quant_layers(qmodel: nn.Module) -> Iterator[tuple[str, QuantLayer]]:
-    for name, module in qmodel.named_modules():
-        if isinstance(module, QuantLayer):
-            yield name, module
-
-
-def quantizers(qmodel: nn.Module) -> Iterator[tuple[str, UniformQuantizer]]:
-    for name, module in qmodel.named_modules():
-        if isinstance(module, UniformQuantizer):
-            yield name, module
-
-
-def set_mode(qmodel: nn.Module, mode: str, which: str = "all") -> None:
-    """Switch quantizers to ``quant`` / ``observe`` / ``off``; ``which`` is all, weights or inputs."""
-    from .graph_points import graph_quantizers
-
-    for _, layer in quant_layers(qmodel):
-        if which in ("all", "weights"):
-            layer.weight_quant.mode = mode
-        if which in ("all", "inputs"):
-            layer.input_quant.mode = mode
-    if which in ("all", "inputs"):
-        for _, q in graph_quantizers(qmodel):  # runtime points (act_points="runtime")
-            q.mode = mode
-
-
-@contextmanager
-def quantizers_off(qmodel: nn.Module):
-    """Temporarily run the float path (remembers each quantizer's mode)."""
-    saved = {id(q): (q, q.mode) for _, q in quantizers(qmodel)}
-    for _, layer in quant_layers(qmodel):  # also quantizers of other kinds (DFSQ's SubsetQuantizer)
-        for q in (layer.weight_quant, layer.input_quant):
-            saved.setdefault(id(q), (q, q.mode))
-    set_mode(qmodel, "off")
-    try:
-        yield qmodel
-    finally:
-        for q, mode in saved.values():
-            q.mode = mode
-
-
-def run_batches(model: nn.Module, calib: torch.Tensor, batch_size: int) -> None:
-    with torch.no_grad():
-        for start in range(0, len(calib), batch_size):
-            model(calib[start : start + batch_size])
 
 
 def observe_inputs(qmodel: nn.Module, calib: torch.Tensor, batch_size: int, seed: int = 0, samples: bool = True) -> dict[str, RangeObserver]:
     """Feed ``calib`` through the float path and record every layer input (min/max, and a value sample).
 
     With runtime points, each quantized tensor is observed once and the result also holds the observers of the
-    point-owned quantizers (see :func:`srquant.quant.graph_points.observe_points`)."""
-    from .graph_points import has_points, observe_points
-
+    point-owned quantizers (see :func:`observe_points`)."""
     if has_points(qmodel):
         return observe_points(qmodel, calib, batch_size, seed, samples)
-    observers = {}
-    set_mode(qmodel, "off")
+    observers = {name: RangeObserver(layer.input_quant.axis, max_samples=(1 << 21) if samples else 0, seed=seed)
+                 for name, layer in quant_layers(qmodel)}
+    with observing(qmodel, {layer.input_quant: observers[name] for name, layer in quant_layers(qmodel)}):
+        run_batches(qmodel, calib, batch_size)
+    return observers
+
+
+def observe_points(qmodel: nn.Module, calib: torch.Tensor, batch_size: int, seed: int = 0,
+                   samples: bool = True) -> dict[str, RangeObserver]:
+    """Run ``calib`` through the float path, observing each quantized tensor once (at its primary point).
+
+    Returns observers keyed by QuantLayer name (the observer of the tensor the layer reads) and by the name of
+    each point-owned quantizer; layers no point covers (inside opaque modules) observe their own input.
+    """
+    by_quant: dict[int, RangeObserver] = {}
+    observers: dict[str, RangeObserver] = {}
+    max_samples = (1 << 21) if samples else 0
+    for name, point in act_points(qmodel):
+        if point.primary:
+            point.observer = RangeObserver(None, max_samples=max_samples, seed=seed)
+            by_quant[id(point.quantizer)] = point.observer
+            if point.quant is not None:
+                observers[f"{name}.quant"] = point.observer
+    direct = {}  # layers no point covers (inside opaque modules) observe inside the layer as usual
     for name, layer in quant_layers(qmodel):
-        observer = RangeObserver(layer.input_quant.axis, max_samples=(1 << 21) if samples else 0, seed=seed)
-        observers[name] = layer.input_quant.observer = observer
-        layer.input_quant.mode = "observe"
-    run_batches(qmodel, calib, batch_size)
-    for _, layer in quant_layers(qmodel):
-        layer.input_quant.observer = None
-        layer.input_quant.mode = "off"
+        obs = by_quant.get(id(layer.input_quant))
+        if obs is None:
+            obs = direct[layer.input_quant] = RangeObserver(layer.input_quant.axis, max_samples=max_samples, seed=seed)
+        observers[name] = obs
+    try:
+        with observing(qmodel, direct):
+            run_batches(qmodel, calib, batch_size)
+    finally:
+        for _, point in act_points(qmodel):
+            point.observer = None
     return observers
 
 
@@ -113,8 +88,6 @@ def calibrate_ranges(qmodel: nn.Module, calib: torch.Tensor, config, act_range: 
                      weight_range: RangeFn, samples: bool = True) -> None:
     """Set every weight range with ``weight_range(weight, quantizer)`` and every input range with
     ``act_range(observer, quantizer)``, then switch all quantizers on."""
-    from .graph_points import graph_quantizers
-
     observers = observe_inputs(qmodel, calib, config.batch_size, config.seed, samples)
     done: set[int] = set()  # layers reading one tensor share their input quantizer under runtime points
     for name, layer in quant_layers(qmodel):

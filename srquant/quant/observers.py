@@ -83,3 +83,13 @@ def mse_range_weights(w: torch.Tensor, axis, bits: int, symmetric: bool, grid: i
         best_err = torch.where(better, err, best_err)
         best_lo, best_hi = torch.where(better, c_lo, best_lo), torch.where(better, c_hi, best_hi)
     return best_lo, best_hi
+
+
+class TensorList:
+    """An observer that keeps every tensor it sees (DFSQ selects its points from whole layer inputs)."""
+
+    def __init__(self):
+        self.tensors: list[torch.Tensor] = []
+
+    def update(self, x: torch.Tensor) -> None:
+        self.tensors.append(x)

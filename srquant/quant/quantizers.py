@@ -1,5 +1,8 @@
-"""Quantizer modules: hold a range [lo, hi] (per tensor or per channel) and fake-quantize what passes through."""
+"""Quantizer modules: the :class:`Quantizer` contract, and the uniform quantizer that holds a range [lo, hi] (per
+tensor or per channel) and fake-quantizes what passes through."""
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -7,7 +10,50 @@ from torch import nn
 from .primitives import amin_amax, fake_quant, int_range, qparams
 
 
-class UniformQuantizer(nn.Module):
+class Quantizer(nn.Module):
+    """What every quantizer module shares.
+
+    ``mode`` is ``"quant"`` (apply :meth:`quantize`), ``"observe"`` (pass through; :meth:`observe` feeds
+    ``observer.update``) or ``"off"`` (pass through). The calibrated state is the module's state dict: loading one
+    that holds ``calibrated_key`` restores it (after :meth:`_shape_like`, which shapes the module like the saved
+    state) and switches the quantizer to ``"quant"``. Calibration sets the observers and modes through
+    :func:`srquant.quant.walk.observing`.
+    """
+
+    calibrated_key: ClassVar[str] = ""  # a state-dict entry whose presence means "calibrated"
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = bits
+        self.mode = "off"
+        self.observer = None
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def observe(self, x: torch.Tensor) -> None:
+        self.observer.update(x.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "quant":
+            return self.quantize(x)
+        if self.mode == "observe" and self.observer is not None:
+            self.observe(x)
+        return x
+
+    def _shape_like(self, state_dict: dict, prefix: str) -> None:
+        """Before loading: give parameters whose shape depends on calibration the saved shapes."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        calibrated = prefix + self.calibrated_key in state_dict
+        if calibrated:
+            self._shape_like(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if calibrated:
+            self.mode = "quant"
+
+
+class UniformQuantizer(Quantizer):
     """Uniform affine quantizer with learnable range bounds.
 
     ``axis`` is None (per tensor) or the channel dimension(s) that get their own range. ``mode`` is ``"quant"``
@@ -15,14 +61,14 @@ class UniformQuantizer(nn.Module):
     Optional learned rounding (AdaRound): ``init_learned_rounding`` adds a rounding variable per element.
     """
 
+    calibrated_key = "lo"
+
     def __init__(self, bits: int, symmetric: bool = False, axis: int | tuple[int, ...] | None = None):
-        super().__init__()
         int_range(bits, symmetric)  # validates the bit width
-        self.bits, self.symmetric, self.axis = bits, symmetric, axis
+        super().__init__(bits)
+        self.symmetric, self.axis = symmetric, axis
         self.lo = nn.Parameter(torch.zeros(()), requires_grad=False)
         self.hi = nn.Parameter(torch.ones(()), requires_grad=False)
-        self.mode = "off"
-        self.observer = None
         self.alpha: nn.Parameter | None = None  # AdaRound rounding variable
         self.hard_rounding = True
 
@@ -72,11 +118,14 @@ class UniformQuantizer(nn.Module):
         return (q - zero_point) * scale
 
     # ---------------------------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "quant":
-            if self.alpha is not None:
-                return self._learned_round(x)
-            return fake_quant(x, *self.params())
-        if self.mode == "observe" and self.observer is not None:
-            self.observer.update(x.detach())
-        return x
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.alpha is not None:
+            return self._learned_round(x)
+        return fake_quant(x, *self.params())
+
+    def _shape_like(self, state_dict: dict, prefix: str) -> None:
+        """Per-channel ranges and a learned rounding variable take the saved shapes (the rounding stays hard)."""
+        self.set_range(state_dict[prefix + "lo"], state_dict[prefix + "hi"])
+        if prefix + "alpha" in state_dict:
+            self.alpha = nn.Parameter(state_dict[prefix + "alpha"].clone(), requires_grad=False)
+            self.hard_rounding = True

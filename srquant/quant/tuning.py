@@ -20,10 +20,8 @@ the QDrop masks come from generators seeded with ``config.seed``, so two runs gi
 """
 from __future__ import annotations
 
-import fnmatch
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -32,10 +30,9 @@ from tqdm.auto import tqdm
 
 from .layers import QuantLayer
 from .quantizers import UniformQuantizer
+from .units import UNITS, Unit, applied_act_quantizers, as_tensors, collect, execution_order, find_units
 
-UNITS = ("layer", "block", "network")
 INPUT_SOURCES = ("quant", "float", "qdrop")
-CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 @dataclass
@@ -83,167 +80,8 @@ class TuningConfig:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Units
+# QDrop
 # --------------------------------------------------------------------------------------------------------------
-@dataclass
-class Unit:
-    """A piece of the quantized model reconstructed as a whole: its module name ("" = whole model)."""
-
-    name: str
-    module: nn.Module
-    layers: list[tuple[str, QuantLayer]] = field(default_factory=list)
-    act_quants: list[nn.Module] = field(default_factory=list)  # activation quantizers its forward applies (if known)
-
-    @property
-    def kind(self) -> str:
-        if self.name == "":
-            return "network"
-        return "layer" if isinstance(self.module, QuantLayer) else "block"
-
-
-def _quant_layers_in(module: nn.Module, prefix: str) -> list[tuple[str, QuantLayer]]:
-    if isinstance(module, QuantLayer):
-        return [(prefix, module)]
-    return [(f"{prefix}.{n}" if prefix else n, m) for n, m in module.named_modules() if isinstance(m, QuantLayer)]
-
-
-def spec_block_patterns(model: nn.Module) -> tuple[str, ...]:
-    """Block patterns declared by the model's :class:`~srquant.models.ModelSpec` (empty if none / foreign model)."""
-    info = getattr(model, "sr_info", None)
-    if info is None:
-        return ()
-    try:
-        from ..models import get_spec
-
-        return tuple(getattr(get_spec(info.name), "blocks", ()) or ())
-    except KeyError:
-        return ()
-
-
-def auto_blocks(model: nn.Module) -> list[str]:
-    """Direct children of the model (descending into Sequential/ModuleList/ModuleDict) that hold a QuantLayer
-    and are not QuantLayers themselves."""
-    found: list[str] = []
-
-    def visit(module: nn.Module, prefix: str) -> None:
-        for child_name, child in module.named_children():
-            name = f"{prefix}.{child_name}" if prefix else child_name
-            if isinstance(child, QuantLayer) or not _quant_layers_in(child, name):
-                continue
-            if isinstance(child, CONTAINERS):
-                visit(child, name)
-            else:
-                found.append(name)
-
-    visit(model, "")
-    return found
-
-
-def find_units(qmodel: nn.Module, unit: str = "block", patterns: Sequence[str] = ()) -> list[Unit]:
-    """The units of ``qmodel`` in module order (see :func:`execution_order` for forward order).
-
-    ``block``: modules matching ``patterns`` (fnmatch on module names; the outermost match wins), or the
-    ModelSpec's patterns, or :func:`auto_blocks`; quantized layers outside every block become units of their own.
-    """
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    layers = _quant_layers_in(qmodel, "")
-    if not layers:
-        return []
-    if unit == "network":
-        return [Unit("", qmodel, layers)]
-    if unit == "layer":
-        return [Unit(n, m, [(n, m)]) for n, m in layers]
-    patterns = tuple(patterns) or spec_block_patterns(qmodel)
-    if patterns:
-        names: list[str] = []
-        for name, module in qmodel.named_modules():
-            if not name or any(name.startswith(b + ".") for b in names):
-                continue
-            if any(fnmatch.fnmatch(name, p) for p in patterns) and _quant_layers_in(module, name):
-                names.append(name)
-        if not names:
-            raise ValueError(f"block patterns {list(patterns)} match no module holding a quantized layer")
-    else:
-        names = auto_blocks(qmodel)
-    units = [Unit(n, qmodel.get_submodule(n), _quant_layers_in(qmodel.get_submodule(n), n)) for n in names]
-    covered = {ln for u in units for ln, _ in u.layers}
-    units += [Unit(n, m, [(n, m)]) for n, m in layers if n not in covered]
-    return units
-
-
-class _StopForward(Exception):
-    pass
-
-
-def execution_order(qmodel: nn.Module, units: list[Unit], example: torch.Tensor) -> list[Unit]:
-    """Sort ``units`` by their first call in a forward pass on ``example``; every unit must run exactly once."""
-    if len(units) <= 1:
-        return units
-    calls: list[str] = []
-    handles = [u.module.register_forward_pre_hook(lambda m, a, n=u.name: calls.append(n)) for u in units]
-    try:
-        with torch.no_grad():
-            qmodel(example)
-    finally:
-        for h in handles:
-            h.remove()
-    by_name = {u.name: u for u in units}
-    for name in by_name:
-        count = calls.count(name)
-        if count != 1:
-            raise ValueError(f"unit {name!r} runs {count} times per forward; reconstruction needs exactly one call "
-                             "(name blocks explicitly with TuningConfig.blocks)")
-    return [by_name[n] for n in calls]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Collecting unit inputs and outputs
-# --------------------------------------------------------------------------------------------------------------
-def _as_list(x) -> list[torch.Tensor]:
-    return [x] if isinstance(x, torch.Tensor) else [t for t in x if isinstance(t, torch.Tensor)]
-
-
-@torch.no_grad()
-def collect(model: nn.Module, module_name: str, calib: torch.Tensor, batch_size: int,
-            inputs: bool = True, outputs: bool = True) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
-    """Positional tensor inputs and tensor outputs of ``model``'s submodule ``module_name`` over ``calib``
-    (concatenated along the batch); the forward stops as soon as the submodule has run."""
-    if module_name == "":
-        ins = [calib] if inputs else None
-        outs = None
-        if outputs:
-            outs = [torch.cat(parts) for parts in zip(*[_as_list(model(calib[s:s + batch_size]))
-                                                       for s in range(0, len(calib), batch_size)])]
-        return ins, outs
-    module = model.get_submodule(module_name)
-    got_in: list[list[torch.Tensor]] = []
-    got_out: list[list[torch.Tensor]] = []
-
-    if outputs:
-        def hook(m, args, out):
-            got_in.append([a.detach() for a in args if isinstance(a, torch.Tensor)])
-            got_out.append([o.detach() for o in _as_list(out)])
-            raise _StopForward
-        handle = module.register_forward_hook(hook)
-    else:
-        def pre_hook(m, args):
-            got_in.append([a.detach() for a in args if isinstance(a, torch.Tensor)])
-            raise _StopForward
-        handle = module.register_forward_pre_hook(pre_hook)
-    try:
-        for start in range(0, len(calib), batch_size):
-            try:
-                model(calib[start:start + batch_size])
-            except _StopForward:
-                pass
-    finally:
-        handle.remove()
-    ins = [torch.cat(parts) for parts in zip(*got_in)] if inputs else None
-    outs = [torch.cat(parts) for parts in zip(*got_out)] if outputs else None
-    return ins, outs
-
-
 def mix_inputs(x_quant: torch.Tensor, x_float: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """QDrop input: each element comes from the float model with probability ``p``, else from the quantized model
     (``p=0``: BRECQ's quantized input, ``p=1``: the float input)."""
@@ -303,7 +141,7 @@ class OutputTaps:
 
     def _hook(self, name: str):
         def store(module, args, out):
-            self.outputs[name] = _as_list(out)[0].clone()
+            self.outputs[name] = as_tensors(out)[0].clone()
         return store
 
     def remove(self) -> None:
@@ -359,33 +197,146 @@ def range_groups(unit: Unit, config: TuningConfig) -> list[dict]:
 
 
 @torch.no_grad()
-def applied_act_quantizers(qmodel: nn.Module, unit: Unit, inputs: list[torch.Tensor]) -> list[nn.Module]:
-    """The activation quantizers (layer inputs and runtime points, owned or tied) that ``unit``'s forward applies,
-    found by running it once on the first sample of ``inputs``."""
-    weight_ids = {id(layer.weight_quant) for _, layer in _quant_layers_in(qmodel, "")}
-    called: dict[int, nn.Module] = {}
-
-    def record(module: nn.Module, args, out) -> None:
-        called.setdefault(id(module), module)
-
-    handles = [m.register_forward_hook(record) for m in qmodel.modules()
-               if hasattr(m, "range_params") and id(m) not in weight_ids]
-    try:
-        unit.module(*[x[:1] for x in inputs])
-    finally:
-        for h in handles:
-            h.remove()
-    return list(called.values())
-
-
-@torch.no_grad()
 def _eval_loss(unit: Unit, inputs: list[torch.Tensor], target: list[torch.Tensor], loss_fn: LossFn, batch: int) -> float:
     total, n = 0.0, len(inputs[0])
     for s in range(0, n, batch):
         idx = torch.arange(s, min(n, s + batch))
-        pred = _as_list(unit.module(*[x[idx] for x in inputs]))
+        pred = as_tensors(unit.module(*[x[idx] for x in inputs]))
         total += float(loss_fn(pred, [t[idx] for t in target], LossContext(unit, idx, -1, 0))) * len(idx)
     return total / n
+
+
+@dataclass
+class _Trainables:
+    """What one unit trains: AdaRound rounding variables and range parameter groups (``phases``: the cycle's
+    groups that exist, trained in turn), with the groups' values before tuning (for ``keep_best``)."""
+
+    rounding: list[UniformQuantizer]
+    groups: list[dict]
+    phases: list[str]
+    initial: list[tuple[nn.Parameter, torch.Tensor]]
+    params: list[nn.Parameter]  # every trained tensor: rounding variables first, then the groups' parameters
+
+
+def _trainables(unit: Unit, config: TuningConfig) -> _Trainables:
+    """Start learned rounding where configured, collect the range groups, and switch gradients on."""
+    rounding: list[UniformQuantizer] = []
+    for _, layer in unit.layers:
+        wq = layer.weight_quant
+        if config.learn_rounding and isinstance(wq, UniformQuantizer) and wq.mode == "quant":
+            wq.init_learned_rounding(layer.weight.detach())
+            rounding.append(wq)
+    groups = range_groups(unit, config)
+    if config.cycle:  # only the cycle's groups train, one phase at a time
+        groups = [g for g in groups if g["name"] in config.cycle]
+    phases = [name for name in config.cycle if any(g["name"] == name for g in groups)]
+    initial = [(p, p.detach().clone()) for g in groups for p in g["params"]]
+    params = [q.alpha for q in rounding] + [p for g in groups for p in g["params"]]
+    for p in params:
+        p.requires_grad_(True)
+    return _Trainables(rounding, groups, phases, initial, params)
+
+
+def _wrap_drops(unit: Unit, config: TuningConfig, gen: torch.Generator) -> list[tuple[QuantLayer, DropQuant]]:
+    """QDrop: wrap the unit's active input quantizers in :class:`DropQuant` for the tuning."""
+    wrapped: list[tuple[QuantLayer, DropQuant]] = []
+    if config.input_source == "qdrop" and config.drop_prob > 0:
+        for _, layer in unit.layers:
+            if getattr(layer.input_quant, "mode", "quant") == "quant":
+                drop = DropQuant(layer.input_quant, config.drop_prob, gen)
+                layer.input_quant = drop
+                wrapped.append((layer, drop))
+    return wrapped
+
+
+def _optimizers(train: _Trainables, config: TuningConfig) -> tuple[list[torch.optim.Optimizer], list]:
+    """Adam on the rounding variables; Adam with a cosine schedule on the range groups."""
+    optimizers, schedulers = [], []
+    if train.rounding:
+        optimizers.append(torch.optim.Adam([q.alpha for q in train.rounding], lr=config.lr_rounding))
+    if train.groups:
+        opt = torch.optim.Adam(train.groups)
+        optimizers.append(opt)
+        schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.iters), eta_min=0.0))
+    return optimizers, schedulers
+
+
+def _batch_inputs(idx: torch.Tensor, inputs_q: list[torch.Tensor], inputs_fp: list[torch.Tensor], config: TuningConfig,
+                  gen: torch.Generator) -> list[torch.Tensor]:
+    """The unit's inputs for one step: quantized-model, float, or QDrop's per-element mix of both."""
+    if config.input_source == "quant":
+        return [t[idx] for t in inputs_q]
+    if config.input_source == "float":
+        return [t[idx] for t in inputs_fp]
+    return [mix_inputs(q[idx], f[idx], config.drop_prob, gen) for q, f in zip(inputs_q, inputs_fp)]
+
+
+def _train(unit: Unit, train: _Trainables, inputs_q: list[torch.Tensor], inputs_fp: list[torch.Tensor],
+           target: list[torch.Tensor], config: TuningConfig, loss_fn: LossFn, gen: torch.Generator) -> None:
+    """``config.iters`` optimizer steps on seeded mini-batches (a fresh permutation per pass over the samples)."""
+    optimizers, schedulers = _optimizers(train, config)
+    if not optimizers:
+        return
+    n = len(target[0])
+    bs = min(config.batch_size, n)
+    perm, pos = torch.randperm(n, generator=gen), 0
+    for step in range(config.iters):
+        if pos + bs > n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        idx, pos = perm[pos:pos + bs], pos + bs
+        x = _batch_inputs(idx, inputs_q, inputs_fp, config, gen)
+        pred = as_tensors(unit.module(*x))
+        loss = loss_fn(pred, [t[idx] for t in target], LossContext(unit, idx, step, config.iters))
+        beta = beta_at(step, config)
+        if train.rounding and beta is not None and config.lam > 0:
+            loss = loss + config.lam * sum(q.rounding_regularizer(beta) for q in train.rounding)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in train.params:  # e.g. sqrt'(0) = inf behind a quantized variance: skip that element's step
+            if p.grad is not None:
+                p.grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        if train.phases:  # cyclic updates: only the current phase's range groups step (Adam skips absent grads)
+            active = train.phases[(step // config.cycle_steps) % len(train.phases)]
+            for g in train.groups:
+                if g["name"] != active:
+                    for p in g["params"]:
+                        p.grad = None
+        for opt in optimizers:
+            opt.step()
+        for sched in schedulers:
+            sched.step()
+        with torch.no_grad():  # keep bounds ordered
+            for g in train.groups:
+                if g["name"].endswith(".bounds"):
+                    lo, hi = g["params"]
+                    hi.copy_(torch.maximum(hi, lo + 1e-8))
+
+
+def _freeze(train: _Trainables, wrapped: list[tuple[QuantLayer, DropQuant]]) -> float:
+    """Unwrap QDrop, make the rounding hard and switch gradients off; returns the fraction of rounding variables
+    whose soft value was still undecided (in (0.1, 0.9))."""
+    for layer, drop in wrapped:
+        layer.input_quant = drop.quantizer
+    undecided_n = total_n = 0
+    for q in train.rounding:
+        with torch.no_grad():
+            h = q.soft_rounding()
+            undecided_n += int(((h > 0.1) & (h < 0.9)).sum())
+            total_n += h.numel()
+        q.hard_rounding = True
+    for p in train.params:
+        p.requires_grad_(False)
+    return undecided_n / total_n if total_n else 0.0
+
+
+def _restore(train: _Trainables) -> None:
+    """Back to the state before tuning: initial range values, rounding to nearest."""
+    with torch.no_grad():
+        for p, p0 in train.initial:
+            p.copy_(p0)
+    for q in train.rounding:
+        q.alpha, q.hard_rounding = None, True
 
 
 def tune_unit(unit: Unit, inputs_q: list[torch.Tensor] | None, inputs_fp: list[torch.Tensor],
@@ -399,106 +350,19 @@ def tune_unit(unit: Unit, inputs_q: list[torch.Tensor] | None, inputs_fp: list[t
         inputs_q = inputs_fp
     eval_inputs = inputs_fp if config.input_source == "float" else inputs_q
     loss_before = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
-
-    rounding: list[UniformQuantizer] = []
-    trained: list[nn.Parameter] = []
-    for _, layer in unit.layers:
-        wq = layer.weight_quant
-        if config.learn_rounding and isinstance(wq, UniformQuantizer) and wq.mode == "quant":
-            wq.init_learned_rounding(layer.weight.detach())
-            rounding.append(wq)
-    for q in rounding:
-        trained.append(q.alpha)
-    groups = range_groups(unit, config)
-    if config.cycle:  # only the cycle's groups train, one phase at a time
-        groups = [g for g in groups if g["name"] in config.cycle]
-    phases = [name for name in config.cycle if any(g["name"] == name for g in groups)]
-    initial = [(p, p.detach().clone()) for g in groups for p in g["params"]]
-    for g in groups:
-        trained.extend(g["params"])
-    for p in trained:
-        p.requires_grad_(True)
-
-    wrapped: list[tuple[QuantLayer, DropQuant]] = []
-    if config.input_source == "qdrop" and config.drop_prob > 0:
-        for _, layer in unit.layers:
-            if getattr(layer.input_quant, "mode", "quant") == "quant":
-                drop = DropQuant(layer.input_quant, config.drop_prob, gen)
-                layer.input_quant = drop
-                wrapped.append((layer, drop))
-
-    optimizers, schedulers = [], []
-    if rounding:
-        optimizers.append(torch.optim.Adam([q.alpha for q in rounding], lr=config.lr_rounding))
-    if groups:
-        opt = torch.optim.Adam(groups)
-        optimizers.append(opt)
-        schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.iters), eta_min=0.0))
-
-    n = len(target[0])
-    bs = min(config.batch_size, n)
+    train = _trainables(unit, config)
+    wrapped = _wrap_drops(unit, config, gen)
     try:
-        if optimizers:
-            perm, pos = torch.randperm(n, generator=gen), 0
-            for step in range(config.iters):
-                if pos + bs > n:
-                    perm, pos = torch.randperm(n, generator=gen), 0
-                idx, pos = perm[pos:pos + bs], pos + bs
-                if config.input_source == "quant":
-                    x = [t[idx] for t in inputs_q]
-                elif config.input_source == "float":
-                    x = [t[idx] for t in inputs_fp]
-                else:
-                    x = [mix_inputs(q[idx], f[idx], config.drop_prob, gen) for q, f in zip(inputs_q, inputs_fp)]
-                pred = _as_list(unit.module(*x))
-                loss = loss_fn(pred, [t[idx] for t in target], LossContext(unit, idx, step, config.iters))
-                beta = beta_at(step, config)
-                if rounding and beta is not None and config.lam > 0:
-                    loss = loss + config.lam * sum(q.rounding_regularizer(beta) for q in rounding)
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for p in trained:  # e.g. sqrt'(0) = inf behind a quantized variance: skip that element's step
-                    if p.grad is not None:
-                        p.grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-                if phases:  # cyclic updates: only the current phase's range groups step (Adam skips absent grads)
-                    active = phases[(step // config.cycle_steps) % len(phases)]
-                    for g in groups:
-                        if g["name"] != active:
-                            for p in g["params"]:
-                                p.grad = None
-                for opt in optimizers:
-                    opt.step()
-                for sched in schedulers:
-                    sched.step()
-                with torch.no_grad():  # keep bounds ordered
-                    for g in groups:
-                        if g["name"].endswith(".bounds"):
-                            lo, hi = g["params"]
-                            hi.copy_(torch.maximum(hi, lo + 1e-8))
+        _train(unit, train, inputs_q, inputs_fp, target, config, loss_fn, gen)
     finally:
-        for layer, drop in wrapped:
-            layer.input_quant = drop.quantizer
-        undecided_n = total_n = 0
-        for q in rounding:
-            with torch.no_grad():
-                h = q.soft_rounding()
-                undecided_n += int(((h > 0.1) & (h < 0.9)).sum())
-                total_n += h.numel()
-            q.hard_rounding = True
-        for p in trained:
-            p.requires_grad_(False)
+        undecided = _freeze(train, wrapped)
     loss_after = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
     reverted = config.keep_best and not loss_after <= loss_before  # also when tuning ended in NaN
     if reverted:
-        with torch.no_grad():
-            for p, p0 in initial:
-                p.copy_(p0)
-        for q in rounding:
-            q.alpha, q.hard_rounding = None, True
+        _restore(train)
         loss_after = _eval_loss(unit, eval_inputs, target, loss_fn, config.forward_batch)
-    return UnitReport(unit.name, unit.kind, len(unit.layers), loss_before, loss_after,
-                      undecided_n / total_n if total_n else 0.0, time.perf_counter() - start_time, reverted)
+    return UnitReport(unit.name, unit.kind, len(unit.layers), loss_before, loss_after, undecided,
+                      time.perf_counter() - start_time, reverted)
 
 
 def reconstruct(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: TuningConfig,

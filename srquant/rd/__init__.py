@@ -4,14 +4,13 @@ ON(image) scores a candidate calibration image by the outliers of the FP32 clip-
 best), the blurs of M2 repair bad images, and :func:`quantize_rd` calibrates on whole RD images.
 """
 from .calibrate import curate, merge_ranges, model_variant, quantize_rd
-from .cli import add_rd_commands
 from .enhance import BlurConfig, Enhanced, box_blur_at, enhance, global_blur, window_mask
 from .images import load_rd, rd_image, write_rd
 from .outliers import (OutlierConfig, Outliers, Score, find_outliers, rank, score_images, select_clean,
                        select_good)
 
 __all__ = [
-    "BlurConfig", "Enhanced", "OutlierConfig", "Outliers", "Score", "add_rd_commands", "box_blur_at", "curate",
+    "BlurConfig", "Enhanced", "OutlierConfig", "Outliers", "Score", "box_blur_at", "curate",
     "enhance", "find_outliers", "global_blur", "load_rd", "merge_ranges", "model_variant", "quantize_rd", "rank",
     "rd_image", "score_images", "select_clean", "select_good", "window_mask", "write_rd",
 ]

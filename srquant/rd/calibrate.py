@@ -13,7 +13,7 @@ from .. import api
 from ..evaluate import prepare_input
 from ..methods import QuantConfig
 from ..models import create, get_spec, sr_info
-from ..quant.model import quantizers
+from ..quant.walk import quantizers
 from .enhance import BlurConfig, enhance
 from .outliers import OutlierConfig, Score, score_images, select_good
 

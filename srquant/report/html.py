@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..bench import hardware_line, load_run, paper_table_data
 from ..results import write_text_atomic
 from .crops import crop_sets

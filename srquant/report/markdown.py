@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..bench import SweepRun, hardware_line, paper_table_data, table_markdown
 from ..results import write_text_atomic
 from .crops import crop_sets

@@ -6,10 +6,16 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..rd.calibrate import model_variant
+from ..rd.enhance import BlurConfig, enhance
+from ..rd.images import load_rd, write_rd
+from ..rd.outliers import OutlierConfig, rank, score_images, select_clean, select_good
+from ..results import write_text_atomic
 
-def add_rd_commands(subparsers) -> None:
+
+def add_commands(sub) -> None:
     """Register ``srquant rd`` and its subcommands on the CLI's subparsers."""
-    rd = subparsers.add_parser("rd", help="representative-dataset curation for clip-free INT8 (score, select, enhance)")
+    rd = sub.add_parser("rd", help="representative-dataset curation for clip-free INT8 (score, select, enhance)")
     sub = rd.add_subparsers(dest="rd_command", required=True)
 
     p = sub.add_parser("score", help="print ON (outliers of the FP32 clip-free response) per image, fewest first")
@@ -57,10 +63,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _setup(args):
-    from .calibrate import model_variant
-    from .images import load_rd
-    from .outliers import OutlierConfig
-
     outliers = OutlierConfig(args.outliers, args.lo, args.hi, args.tolerance, args.zk, args.threshold,
                              tuple(args.layers or ("*",)))
     model = model_variant(args.model, args.scale, args.weights, clip=False)
@@ -69,16 +71,12 @@ def _setup(args):
 
 
 def _print_scores(scores) -> None:
-    from .outliers import rank
-
     print("| rank | image | ON | output min | output max |\n|---:|---|---:|---:|---:|")
     for i, s in enumerate(rank(scores), 1):
         print(f"| {i} | {s.name} | {s.on} | {s.out_range[0]:.1f} | {s.out_range[1]:.1f} |")
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    from ..results import write_text_atomic
-
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
@@ -87,16 +85,11 @@ def _settings(args) -> dict:
 
 
 def _cmd_score(args) -> None:
-    from .outliers import score_images
-
     model, images, outliers = _setup(args)
     _print_scores(score_images(model, images, outliers))
 
 
 def _cmd_select(args) -> None:
-    from .images import write_rd
-    from .outliers import score_images, select_clean, select_good
-
     model, images, outliers = _setup(args)
     scores = score_images(model, images, outliers)
     _print_scores(scores)
@@ -111,9 +104,6 @@ def _cmd_select(args) -> None:
 
 
 def _cmd_enhance(args) -> None:
-    from .enhance import BlurConfig, enhance
-    from .images import write_rd
-
     model, images, outliers = _setup(args)
     blur = BlurConfig(args.blur, args.sigma, args.truncate, args.radius, args.kernel, args.max_iter)
     out, report = Path(args.out), []

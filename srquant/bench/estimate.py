@@ -1,6 +1,5 @@
-"""Estimate what a sweep costs before running it: CPU seconds (one thread) per cell, from short measurements.
-
-    python benchmarks/sweep_cost.py benchmarks/configs/benchmarks.yaml [--models imdn_x4] [--methods minmax,mse]
+"""Estimate what a sweep costs before running it: CPU seconds (one thread) per cell, from short measurements
+(``srquant bench CONFIG --estimate [--models imdn_x4] [--methods minmax,mse]``).
 
 Measures, with ``time.process_time`` (CPU time, so a busy machine slows the command but not the numbers much):
 evaluation of each model on Set5 (FP32, MinMax W4A4, bicubic) scaled to the sweep's datasets by their LR pixel count, and
@@ -11,18 +10,17 @@ with 2 threads is assumed 1.7x faster than on one.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
-from srquant.api import quantize
-from srquant.bench import SweepConfig, expand
-from srquant.data.benchmark import BenchmarkFolder
-from srquant.evaluate import bicubic_predictor, calibration_batch, evaluate, model_predictor
-from srquant.methods import MinMaxConfig, config_class
-from srquant.models import create
+from ..api import quantize
+from ..data.benchmark import BenchmarkFolder
+from ..evaluate import bicubic_predictor, calibration_batch, evaluate, model_predictor
+from ..methods import MinMaxConfig, config_class
+from ..models import create
+from .config import SweepConfig, expand
 
 TWO_THREAD_SPEEDUP = 1.7
 
@@ -40,23 +38,17 @@ def lr_pixels(folder: BenchmarkFolder) -> int:
     return sum((w // s) * (h // s) for w, h in (Image.open(p).size for p in folder.paths))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("--set5", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "Set5"))
-    parser.add_argument("--models", help="comma-separated model labels (name_xS) to measure; default all")
-    parser.add_argument("--methods", help="comma-separated variant labels to measure; default all")
-    args = parser.parse_args()
+def estimate_sweep(sweep: SweepConfig, set5_root: str | Path) -> float:
+    """Print the measured costs and a table of CPU seconds per model; returns the total (one thread). ``set5_root``:
+    the Set5 benchmark folder every measurement evaluates on."""
     torch.set_num_threads(1)
-    sweep = SweepConfig.from_file(args.config)
-    models = [m for m in sweep.models if not args.models or m.label in args.models.split(",")]
-    variants = [v for v in sweep.methods if not args.methods or v.label in args.methods.split(",")]
+    models, variants = sweep.models, sweep.methods
     c = sweep.calib
 
     eval_cost, set5_quant = {}, {}
     for m in models:
         model = create(m.name, m.scale, weights=m.weights, pretrained=m.weights is None, **m.kwargs)
-        set5 = BenchmarkFolder(args.set5, m.scale)
+        set5 = BenchmarkFolder(set5_root, m.scale)
         ratio = sum(lr_pixels(BenchmarkFolder(d, m.scale)) for d in sweep.datasets) / lr_pixels(set5)
         fp32 = cpu_seconds(lambda: evaluate(model_predictor(model, model.sr_info), [set5], model=m.label, progress=False))
         calib = calibration_batch(model.sr_info, c.folder, c.n, c.patch, c.seed, c.grayscale)
@@ -75,7 +67,7 @@ def main() -> None:
     first = models[0]
     model = create(first.name, first.scale, weights=first.weights, pretrained=first.weights is None, **first.kwargs)
     calib = calibration_batch(model.sr_info, c.folder, c.n, c.patch, c.seed, c.grayscale)
-    set5 = [BenchmarkFolder(args.set5, first.scale)]
+    set5 = [BenchmarkFolder(set5_root, first.scale)]
     calib_cost, eval_factor = {}, {}
     for v in variants:
         w, a = min(v.bits or sweep.bits)
@@ -100,7 +92,5 @@ def main() -> None:
         print(f"| {m.label} | {len(cells)} | {cost:.0f} |")
     print(f"\ntotal {total:.0f} CPU s = {total / 60:.0f} min on one thread, about {total / TWO_THREAD_SPEEDUP / 60:.0f} min with "
           f"one 2-thread worker")
+    return total
 
-
-if __name__ == "__main__":
-    main()

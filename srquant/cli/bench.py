@@ -1,15 +1,22 @@
-"""``srquant bench CONFIG``: run or resume a sweep, print its tables, optionally write BENCHMARKS.md."""
+"""``srquant bench CONFIG``: run or resume a sweep (or ``--estimate`` its cost), print its tables, optionally write
+BENCHMARKS.md; ``srquant bench compare RESULTS...``: margins over baselines."""
 from __future__ import annotations
 
 import shlex
 import time
 from pathlib import Path
 
-from ..validate import check_data_folders, check_image_folder, check_output_dir, check_output_file
+from ..bench import SweepConfig, expand, inline_executor, load_run, local_executor, ray_executor, run_sweep
+from ..bench.compare import compare_table
+from ..bench.estimate import estimate_sweep
+from ..bench.runner import pending
+from ..report import write_benchmarks_md
+from ..results import read_results
+from ..validate import check_data_folders, check_image_folder, check_input_file, check_output_dir, check_output_file
 
 
-def add_bench_commands(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
+def add_commands(sub) -> None:
+    p = sub.add_parser("bench", help="run a sweep (models x methods x bits x datasets) from a YAML/TOML config")
     p.add_argument("config", help="sweep config file")
     p.add_argument("--out", help="output folder (default runs/bench/<name>); finished cells are cached there")
     p.add_argument("--executor", choices=["local", "inline", "ray"], default="local", help="local processes, this process, or Ray")
@@ -22,7 +29,30 @@ def add_bench_commands(subparsers) -> None:
     p.add_argument("--markdown", help="also write this Markdown file (e.g. BENCHMARKS.md) with plots beside it")
     p.add_argument("--plots", help="folder for the Markdown's PNG plots (default: benchmarks/plots beside it)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--estimate", action="store_true",
+                   help="run nothing: estimate the sweep's CPU time from short measurements on Set5 (see --set5)")
+    p.add_argument("--set5", default="../shared/data/benchmarks/Set5", help="with --estimate: the Set5 folder")
     p.set_defaults(func=_cmd_bench)
+    _add_compare(sub)
+
+
+COMPARE = "bench compare"  # `srquant bench compare ...`: main() joins the two words into this verb
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(COMPARE, help="margins of some methods over the best of some baselines, from sweep results")
+    p.add_argument("results", nargs="+", help="a sweep's results.json (or several: a later file's record wins)")
+    p.add_argument("--methods", required=True, help="comma list of method labels to compare")
+    p.add_argument("--against", required=True, help="comma list of baseline method labels")
+    p.add_argument("--reference", default="Set5", help="dataset for the loss against FP32")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> None:
+    for path in args.results:
+        check_input_file(path, "results file")
+    records = [r for path in args.results for r in read_results(path)]
+    print(compare_table(records, args.methods.split(","), args.against.split(","), args.reference), end="")
 
 
 def _command(args) -> str:
@@ -43,11 +73,12 @@ def _labels(value: str | None) -> list[str] | None:
 
 
 def _cmd_bench(args) -> None:
-    from . import SweepConfig, expand, inline_executor, load_run, local_executor, ray_executor, run_sweep
-    from .runner import pending
-
     widths = [int(w) for w in _labels(args.bits)] if args.bits else None
     config = SweepConfig.from_file(args.config).subset(_labels(args.models), _labels(args.methods), widths)
+    if args.estimate:
+        check_data_folders([args.set5], what="--set5 folder")
+        estimate_sweep(config, args.set5)
+        return
     out = check_output_dir(args.out or Path("runs") / "bench" / config.name, "--out")
     check_data_folders(config.datasets, what=f"dataset folder of {args.config}")
     if config.calib.folder is not None:
@@ -62,8 +93,6 @@ def _cmd_bench(args) -> None:
     print((out / "tables.md").read_text(), end="")
     print(f"wrote {out}/results.json, results.csv, tables.md ({computed} cells computed in {wall / 60:.1f} min)")
     if args.markdown:
-        from ..report import write_benchmarks_md
-
         plots = Path(args.plots) if args.plots else Path(args.markdown).parent / "benchmarks" / "plots"
         write_benchmarks_md(load_run(out), args.markdown, plots, _command(args), computed, wall)
         print(f"wrote {args.markdown} (plots in {plots})")
