@@ -109,7 +109,7 @@ def main() -> None:
     t_ex = time.perf_counter() - start
 
     total = channels * n
-    print(f"| selection | seconds | loss (MSE per value) | vs exhaustive | channels at optimum |")
+    print("| selection | seconds | loss (MSE per value) | vs exhaustive | channels at optimum |")
     print(f"|---|---|---|---|---|")
     for name, secs, loss in [(f"k-means, {args.restarts} restarts, 0 pinned (code)", t_km, loss_km),
                              ("k-means, 3 restarts, min SSE (paper)", t_paper, loss_paper),
