@@ -110,7 +110,7 @@ def main() -> None:
 
     total = channels * n
     print("| selection | seconds | loss (MSE per value) | vs exhaustive | channels at optimum |")
-    print(f"|---|---|---|---|---|")
+    print("|---|---|---|---|---|")
     for name, secs, loss in [(f"k-means, {args.restarts} restarts, 0 pinned (code)", t_km, loss_km),
                              ("k-means, 3 restarts, min SSE (paper)", t_paper, loss_paper),
                              ("exhaustive search", t_ex, loss_ex), ("exact DP", t_dp, loss_dp)]:
