@@ -60,9 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         reference = model(calib)
 
-    def quantize(overrides: dict) -> torch.nn.Module:
-        return srquant.quantize(model, Config(w_bits=8, a_bits=8, scope="all", overrides=overrides), calib)
-
     def output_mse(qmodel: torch.nn.Module) -> float:
         with torch.no_grad():
             return float((qmodel(calib) - reference).pow(2).mean())
@@ -72,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if cached.get("method") == args.method and cached.get("candidates") == list(candidates):
         sens = {n: {int(b): v for b, v in row.items()} for n, row in cached["layers"].items()}
     else:
-        sens = layer_sensitivities(layers, quantize, output_mse, candidates, progress=not args.quiet)
+        quantized = {b: srquant.quantize(model, Config(w_bits=b, a_bits=b, scope="all"), calib) for b in candidates}
+        sens = layer_sensitivities(quantized, layers, output_mse, progress=not args.quiet)
         write_text_atomic(sens_path, json.dumps({"method": args.method, "candidates": list(candidates),
                                                   "layers": sens}, indent=1))
     costs = layer_costs(model, calib[:1], layers)

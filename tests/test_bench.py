@@ -1,4 +1,5 @@
 """Sweeps on the embedded ABPN x4 and scikit-image photos: caching, resume after a kill, identical tables."""
+import dataclasses
 import json
 
 import pytest
@@ -116,6 +117,15 @@ def test_variants_labels_options_bits_and_keys():
         "abpn_x4-fp32-fp-9d7823ae10ce2ee1", "abpn_x4-bicubic-fp-805543ea6de92ec6", "abpn_x4-minmax-w4a4-c069e45b523713b6"]
 
 
+def test_variant_calib_replaces_the_sweeps_fields_for_that_variant_only():
+    base = SweepConfig.from_dict({**SWEEP, "methods": ["mse"]})
+    cfg = SweepConfig.from_dict({**SWEEP, "methods": ["mse", {"label": "mse-128", "method": "mse", "calib": {"n": 128}}]})
+    cells = {(c.name, c.w_bits): c for c in expand(cfg)}
+    assert cells["mse-128", 4].calib == dataclasses.replace(cfg.calib, n=128)
+    assert cells["mse", 4].calib == cfg.calib
+    assert {c.key() for c in expand(base)} <= {c.key() for c in expand(cfg)}  # other cells keep their keys
+
+
 def test_model_options_apply_to_that_model_only_and_keep_other_keys():
     two = [{"name": "abpn", "scale": 4}, {"name": "espcn", "scale": 3}]
     base = SweepConfig.from_dict({**SWEEP, "models": two, "options": {"mse": {"grid": 20}},
@@ -147,6 +157,7 @@ def test_model_options_apply_to_that_model_only_and_keep_other_keys():
     ([{"label": "x", "method": "mse", "bits": [[8, 8, 8]]}], "bits items"),
     ([3], "a method name or a mapping"),
     ([{"label": "x", "method": "mse", "scope": "tail"}], "scope must be one of"),
+    ([{"label": "x", "method": "mse", "calib": {"m": 4}}], r"calib of x: unknown option\(s\) \['m'\]"),
 ])
 def test_variant_validation(methods, match):
     with pytest.raises(ValueError, match=match):

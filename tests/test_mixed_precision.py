@@ -45,26 +45,25 @@ def test_allocation_respects_separate_weight_and_activation_budgets():
     assert allocate_bits(sens, costs, w_budget=4.0) == {"big": 4, "wide": 4}
 
 
-def test_sensitivities_quantize_one_layer_at_a_time_and_fall_with_width():
+def test_sensitivities_equal_quantizing_one_layer_alone_and_fall_with_width():
     torch.manual_seed(0)
     model, calib = TinyResidualNet(c=8).eval(), tiny_calib()
     with torch.no_grad():
         ref = model(calib)
-    seen = []
-
-    def quantize(overrides):
-        qmodel = srquant.quantize(model, MinMaxConfig(w_bits=8, a_bits=8, scope="all", overrides=overrides), calib)
-        seen.append({n: (m.weight_quant.bits, m.input_quant.bits) for n, m in quant_layers(qmodel)})
-        return qmodel
 
     def loss(qmodel):
         with torch.no_grad():
             return float((qmodel(calib) - ref).pow(2).mean())
 
-    sens = layer_sensitivities(["head", "tail"], quantize, loss, candidates=(3, 8))
-    assert seen[0] == {"head": (3, 3)} and seen[3] == {"tail": (8, 8)}
+    quantized = {b: srquant.quantize(model, MinMaxConfig(w_bits=b, a_bits=b, scope="all"), calib) for b in (3, 8)}
+    sens = layer_sensitivities(quantized, ["head", "tail"], loss)
     for name in ("head", "tail"):
         assert sens[name][3] > sens[name][8] > 0
+        alone = srquant.quantize(model, MinMaxConfig(w_bits=3, a_bits=3, scope="all",
+                                                     overrides={"*": "fp", name: {"w_bits": 3, "a_bits": 3}}), calib)
+        assert sens[name][3] == pytest.approx(loss(alone), rel=1e-6)
+    assert all(q.mode == "quant" for m in quantized.values() for _, layer in quant_layers(m)
+               for q in (layer.weight_quant, layer.input_quant))  # the scan leaves every quantizer on
 
 
 def test_bit_overrides_reach_the_quantized_layers():

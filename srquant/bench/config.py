@@ -57,6 +57,7 @@ class Variant:
     options: dict[str, Any] = field(default_factory=dict)
     bits: tuple[tuple[int, int], ...] | None = None  # None: the sweep's bit widths
     scope: str | None = None  # None: the sweep's scope
+    calib: dict[str, Any] | None = None  # CalibEntry fields replacing the sweep's (e.g. {n: 128}); None: the sweep's
 
 
 def _parse_bits(raw: Any) -> list[tuple[int, int]]:
@@ -86,18 +87,20 @@ def _check_options(method: str, options: dict[str, Any]) -> None:
 
 
 def parse_variant(item: str | dict[str, Any], options: dict[str, dict[str, Any]]) -> Variant:
-    """``"mse"`` (options from ``options[mse]``) or ``{label, method, options, bits, scope}`` (its options override
-    ``options[method]``; bits and scope replace the sweep's)."""
+    """``"mse"`` (options from ``options[mse]``) or ``{label, method, options, bits, scope, calib}`` (its options
+    override ``options[method]``; bits and scope replace the sweep's; calib fields replace the sweep's)."""
     if isinstance(item, str):
         variant = Variant(item, item, dict(options.get(item, {})))
     elif isinstance(item, dict):
-        unknown = set(item) - {"label", "method", "options", "bits", "scope"}
+        unknown = set(item) - {"label", "method", "options", "bits", "scope", "calib"}
         if unknown or "method" not in item:
-            raise ValueError(f"a method variant is {{label, method, options, bits, scope}} with a method; got keys {sorted(item)}")
+            raise ValueError(f"a method variant is {{label, method, options, bits, scope, calib}} with a method; got keys {sorted(item)}")
+        if "calib" in item:
+            dataclass_from_mapping(CalibEntry, item["calib"], f"calib of {item.get('label', item['method'])}")
         method = item["method"]
         bits = tuple(_parse_bits(item["bits"])) if "bits" in item else None
         variant = Variant(str(item.get("label", method)), method, {**options.get(method, {}), **item.get("options", {})}, bits,
-                          item.get("scope"))
+                          item.get("scope"), item.get("calib"))
     else:
         raise ValueError(f"methods items are a method name or a mapping, got {item!r}")
     if not _LABEL.match(variant.label) or variant.label in REFERENCES:
@@ -266,6 +269,7 @@ def expand(sweep: SweepConfig) -> list[Cell]:
         for v in sweep.methods:
             label = None if v.label == v.method else v.label
             options = {**v.options, **model.options.get(v.method, {})}
+            own = {**common, "calib": dataclasses.replace(sweep.calib, **v.calib)} if v.calib else common
             for w, a in v.bits or sweep.bits:
-                cells.append(Cell(model, v.method, w, a, scope=v.scope or sweep.scope, options=options, label=label, **common))
+                cells.append(Cell(model, v.method, w, a, scope=v.scope or sweep.scope, options=options, label=label, **own))
     return cells

@@ -1,8 +1,10 @@
-"""``srquant analyze sensitivity | outliers``: layer sensitivity scan and the activation-outlier study."""
+"""``srquant analyze sensitivity | outliers | point-groups | layer-loss``: layer sensitivity scan, the
+activation-outlier study, activation point groups, and a quantized model's loss layer by layer."""
 from __future__ import annotations
 
 import torch
 
+from ..analysis.layer_loss import layer_loss_scan, write_layer_loss
 from ..analysis.outliers import outlier_study, write_outlier_study
 from ..analysis.point_groups import point_group_scan, write_point_groups
 from ..analysis.sensitivity import sensitivity_scan, write_sensitivity
@@ -54,6 +56,13 @@ def add_commands(sub) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads (the third decimal depends on it)")
     p.set_defaults(func=_cmd_point_groups)
 
+    p = commands.add_parser("layer-loss", help="a saved quantized model with one layer's weights, then its input, in "
+                                               "float at a time: the PSNR each recovers (CSV, Markdown)")
+    common(p)
+    p.add_argument("quantized", help="a model saved by `srquant quantize --save`")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the third decimal depends on it)")
+    p.set_defaults(func=_cmd_layer_loss)
+
 
 def _cmd_sensitivity(args) -> None:
     model = build_model(args)
@@ -86,5 +95,22 @@ def _cmd_point_groups(args) -> None:
     title = (f"{args.model} x{args.scale}, {args.method} W8A8, {where}, {names}: FP32 {summary['fp32']:.3f}, "
              f"quantized {summary['quantized']:.3f} ({summary['quantized'] - summary['fp32']:+.3f} dB)")
     paths = write_point_groups(rows, args.out, title)
+    print(paths[1].read_text(), end="")
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _cmd_layer_loss(args) -> None:
+    from ..api import load
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args)
+    qmodel = load(args.quantized, model=model)
+    datasets = benchmark_folders(args, args.scale)
+    summary, rows = layer_loss_scan(qmodel, model, datasets, progress=not args.quiet)
+    config = qmodel.srquant_config
+    names = ", ".join(d.name for d in datasets)
+    title = (f"{args.model} x{args.scale}, {config.method} W{config.w_bits}A{config.a_bits}, {names}: FP32 "
+             f"{summary['fp32']:.3f}, quantized {summary['quantized']:.3f} ({summary['quantized'] - summary['fp32']:+.3f} dB)")
+    paths = write_layer_loss(rows, args.out, title)
     print(paths[1].read_text(), end="")
     print("wrote " + ", ".join(str(p) for p in paths))

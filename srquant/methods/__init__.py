@@ -10,9 +10,10 @@ from .fullint import FullIntConfig
 from .int8 import Int8Config
 from .nncf_ptq import NncfConfig
 from .outlier_aware import OutlierAwareConfig
+from .best import BestConfig
 
 __all__ = [
-    "AdaRoundConfig", "BRECQConfig", "DBDCConfig", "DFSQConfig", "FullIntConfig", "Int8Config", "PTQ4SRConfig", "QDropConfig", "ReconstructionConfig",
+    "AdaRoundConfig", "BestConfig", "BRECQConfig", "DBDCConfig", "DFSQConfig", "FullIntConfig", "Int8Config", "PTQ4SRConfig", "QDropConfig", "ReconstructionConfig",
     "OrtEntropyConfig", "OrtMinMaxConfig", "OrtPercentileConfig", "OrtQuantizedModel", "OutlierAwareConfig",
     "MSEConfig", "NncfConfig", "MinMaxConfig", "PercentileConfig", "QuantConfig", "build_config", "config_class", "config_from_dict",
     "Method", "method_names", "register_method", "registered",

@@ -5,7 +5,7 @@ Three small steps, each usable alone:
 * :func:`layer_costs`: what one bit of each layer costs, its weight count and the activation values it reads per LR
   pixel (its input channels times its resolution relative to the input);
 * :func:`layer_sensitivities`: the loss each layer alone causes at each candidate width (every other layer in
-  float), from a caller-supplied ``quantize(overrides)`` and a loss on calibration data, never on a test set;
+  float), from models calibrated at each width and a loss on calibration data, never on a test set;
 * :func:`allocate_bits`: the widths that keep the size-weighted average weight and activation bits within their
   budgets with the least summed sensitivity (greedy: start every layer at the narrowest candidate, then take the
   upgrade with the best sensitivity gain per budget share until no upgrade fits).
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .layers import QUANTIZABLE
+from .walk import quantizers_off
 
 CANDIDATE_BITS = (3, 4, 6, 8)
 
@@ -52,22 +53,25 @@ def layer_costs(model: nn.Module, example: torch.Tensor, layers: Sequence[str]) 
     return {n: LayerCost(modules[n].weight.numel(), seen.get(n, 0.0)) for n in layers}
 
 
-def layer_sensitivities(layers: Sequence[str], quantize: Callable[[dict], nn.Module],
-                        loss: Callable[[nn.Module], float], candidates: Sequence[int] = CANDIDATE_BITS,
+def layer_sensitivities(quantized: Mapping[int, nn.Module], layers: Sequence[str], loss: Callable[[nn.Module], float],
                         progress: bool = False) -> dict[str, dict[int, float]]:
-    """``loss`` of the model with only ``layer`` quantized at W``b``A``b``, for each layer and candidate ``b``.
+    """``loss`` with only ``layer`` quantized at W``b``A``b``, for each layer and each width ``b`` of ``quantized``.
 
-    ``quantize(overrides)`` returns a calibrated model for scope overrides; ``loss(model)`` measures it on
-    calibration data (e.g. the output MSE against the float model).
+    ``quantized`` maps each candidate width to a model calibrated with every layer at that width; each layer's
+    quantizers are switched on alone (the rest run float), which equals quantizing that layer alone whenever the
+    calibration observes the float path (MinMax, percentile, MSE). ``loss(model)`` measures it on calibration data
+    (e.g. the output MSE against the float model).
     """
     from tqdm.auto import tqdm
 
-    result: dict[str, dict[int, float]] = {}
-    bar = tqdm(total=len(layers) * len(candidates), desc="layer sensitivity", disable=not progress)
-    for name in layers:
-        result[name] = {}
-        for bits in candidates:
-            result[name][bits] = float(loss(quantize({"*": "fp", name: {"w_bits": bits, "a_bits": bits}})))
+    result: dict[str, dict[int, float]] = {name: {} for name in layers}
+    bar = tqdm(total=len(layers) * len(quantized), desc="layer sensitivity", disable=not progress, leave=False)
+    for bits, qmodel in quantized.items():
+        modules = dict(qmodel.named_modules())
+        for name in layers:
+            with quantizers_off(qmodel):
+                modules[name].weight_quant.mode = modules[name].input_quant.mode = "quant"
+                result[name][bits] = float(loss(qmodel))
             bar.update()
     bar.close()
     return result

@@ -16,6 +16,7 @@ def _variant_text(variant: dict) -> str:
     details = [variant["method"]] if variant["method"] != variant["label"] else []
     details += [f"{k}={v}" for k, v in variant["options"].items() if k != "progress"]
     details += [f"scope {variant['scope']}"] if variant.get("scope") else []
+    details += [f"calibration {k}={v}" for k, v in (variant.get("calib") or {}).items()]
     return variant["label"] + (f" ({', '.join(details)})" if details else "")
 
 

@@ -1,0 +1,148 @@
+"""``best``: srquant's strongest low-bit recipe, built from the parts that measure best on its models
+(docs/best.md has the ablation that chose them).
+
+1. **Mixed precision** (optional, ``avg_bits``): each in-scope layer gets 3, 4, 6 or 8 bits from its measured
+   output sensitivity on the calibration patches, so that the size-weighted average bits meet the budget
+   (:mod:`srquant.quant.mixed_precision`).
+2. **Squared-error initial ranges**: weights per channel, activations per tensor (the MSE baseline); with
+   ``dual_region`` the layer inputs use the outlier-aware dual-region grid that spends all 2^b codes
+   (``level_split="full"``), initialised by squared error too.
+3. **Block reconstruction with QDrop**: per block, learned weight rounding (AdaRound), learned activation bounds and
+   learned weight bounds (LSQ-style), inputs and activations randomly dropped to float (QDrop).
+4. **Network distillation** (optional, ``network_iters``): the activation bounds of the whole network are then
+   fitted to the float model's output (rounding and weight ranges fixed), as 2DQuant's distillation step.
+
+``budget`` picks the step counts: ``full`` (default, 300 reconstruction steps per block) or ``fast`` (60 steps);
+explicit ``iters`` / ``network_iters`` override it. The defaults are what the ablation on held-out calibration
+images chose (docs/best.md); the options it measured and left off stay available.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from ..quant.dual_region import DualRegionQuantizer, dual_region_mse_range
+from ..quant.mixed_precision import CANDIDATE_BITS, allocate_bits, layer_costs, layer_sensitivities
+from ..quant.model import calibrate_ranges, prepare
+from ..quant.observers import mse_range
+from ..quant.tuning import reconstruct
+from ..quant.walk import quant_layers
+from .base import register_method
+from .reconstruction import QDropConfig
+from .uniform import MSEConfig, minmax_weights, mse, mse_weights
+
+BUDGETS = {"full": 300, "fast": 60}  # reconstruction steps per block
+
+
+@dataclass
+class BestConfig(QDropConfig):
+    """The best recipe: MSE init, QDrop block reconstruction with learned bounds, network distillation, and
+    optionally mixed precision under an average-bits budget (``avg_bits``, or ``w_avg_bits`` / ``a_avg_bits``)."""
+
+    method = "best"
+    budget: str = "full"  # full | fast: the reconstruction steps per block when iters is None
+    iters: int | None = None  # reconstruction steps per block
+    network_iters: int = 0  # distillation steps on the whole network (0: skip)
+    dual_region: bool = False  # layer inputs on the dual-region grid (all 2^b codes: dense region + outlier sides)
+    learn_weight_range: bool = False  # also learn weight bounds in the block reconstruction
+    lr_weight_range: float = 1e-3  # relative to each weight quantizer's range width
+    lr_network: float = 1e-3  # distillation: Adam on all bounds, relative to each range width
+    avg_bits: float | None = None  # mixed precision: budget for the average weight and activation bits
+    w_avg_bits: float | None = None  # separate weight budget (default avg_bits)
+    a_avg_bits: float | None = None  # separate activation budget (default avg_bits)
+
+    def __post_init__(self) -> None:
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {sorted(BUDGETS)}, got {self.budget!r}")
+        if self.iters is None:
+            self.iters = BUDGETS[self.budget]
+        super().__post_init__()
+        if self.network_iters < 0:
+            raise ValueError("network_iters must be >= 0")
+        for name in ("avg_bits", "w_avg_bits", "a_avg_bits"):
+            value = getattr(self, name)
+            if value is not None and not min(CANDIDATE_BITS) <= value <= max(CANDIDATE_BITS):
+                raise ValueError(f"{name} must be within {min(CANDIDATE_BITS)}..{max(CANDIDATE_BITS)}, got {value}")
+        if self.avg_bits is None and (self.w_avg_bits is None) != (self.a_avg_bits is None):
+            raise ValueError("give both w_avg_bits and a_avg_bits, or avg_bits")
+
+    @property
+    def mixed(self) -> bool:
+        return self.avg_bits is not None or self.w_avg_bits is not None
+
+    def budgets(self) -> tuple[float, float]:
+        w = self.w_avg_bits if self.w_avg_bits is not None else self.avg_bits
+        a = self.a_avg_bits if self.a_avg_bits is not None else self.avg_bits
+        return float(w), float(a)
+
+
+def allocate(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> dict[str, int]:
+    """Per-layer widths for the budget, from each layer's output MSE alone at each candidate width (MSE ranges)."""
+    names = [name for name, _ in quant_layers(qmodel)]
+    shared = dict(scope=config.scope, overrides=config.overrides, w_granularity=config.w_granularity,
+                  a_granularity=config.a_granularity, w_symmetric=config.w_symmetric,
+                  a_symmetric=config.a_symmetric, seed=config.seed, batch_size=config.batch_size, grid=config.grid)
+    quantized = {}
+    for b in CANDIDATE_BITS:
+        config_b = MSEConfig(w_bits=b, a_bits=b, **shared)
+        quantized[b] = prepare(fp_model, config_b)
+        mse(quantized[b], fp_model, calib, config_b)
+    with torch.no_grad():
+        reference = fp_model(calib)
+
+    def output_mse(model: nn.Module) -> float:
+        with torch.no_grad():
+            return float((model(calib) - reference).pow(2).mean())
+
+    sensitivity = layer_sensitivities(quantized, names, output_mse, progress=config.progress)
+    costs = layer_costs(fp_model, calib[:1], names)
+    return allocate_bits(sensitivity, costs, *config.budgets())
+
+
+def init_ranges(qmodel: nn.Module, calib: torch.Tensor, config: BestConfig) -> None:
+    """Squared-error ranges (or MinMax weights with ``init="minmax"``); dual-region inputs get their three bounds
+    by squared error on the same samples (one-sided when the input is never negative)."""
+    def act(obs, q):
+        if isinstance(q, DualRegionQuantizer):
+            one_sided = bool(obs.lo.min() >= 0)
+            return (*dual_region_mse_range(obs.samples(), q.bits, q.level_split, one_sided), one_sided)
+        return mse_range(obs.samples(), q.bits, q.symmetric, grid=config.grid)
+
+    calibrate_ranges(qmodel, calib, config, act, mse_weights if config.init == "mse" else minmax_weights)
+
+
+def install(qmodel: nn.Module, config: BestConfig) -> None:
+    """Dual-region input quantizers when ``dual_region`` is set."""
+    if config.dual_region:
+        for _, layer in quant_layers(qmodel):
+            if not isinstance(layer.input_quant, DualRegionQuantizer):
+                layer.input_quant = DualRegionQuantizer(layer.input_quant.bits, "full")
+
+
+def set_bits(qmodel: nn.Module, bits: dict[str, int]) -> None:
+    """Give each named quantized layer its weight and input width (before calibration)."""
+    layers = dict(quant_layers(qmodel))
+    for name, b in bits.items():
+        layers[name].weight_quant.bits = b
+        layers[name].input_quant.bits = b
+
+
+@register_method(BestConfig, install=install)
+def best(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> None:
+    if config.mixed:
+        bits = allocate(qmodel, fp_model, calib, config)
+        set_bits(qmodel, bits)
+        overrides = {**config.overrides, **{n: {"w_bits": b, "a_bits": b} for n, b in bits.items()}}
+        qmodel.srquant_config = replace(config, overrides=overrides)  # a saved model reloads with these widths
+    init_ranges(qmodel, calib, config)
+    reconstruct(qmodel, fp_model, calib, config.tuning(
+        unit="block", learn_rounding=True, learn_act_range=True, learn_weight_range=config.learn_weight_range,
+        lr_weight_range=config.lr_weight_range, input_source="qdrop" if config.drop_prob > 0 else "quant",
+        drop_prob=config.drop_prob))
+    if config.network_iters > 0:
+        reconstruct(qmodel, fp_model, calib, config.tuning(
+            unit="network", learn_rounding=False, learn_act_range=True, learn_weight_range=False,
+            lr_act_range=config.lr_network, lr_weight_range=config.lr_network, iters=config.network_iters,
+            input_source="quant"))
