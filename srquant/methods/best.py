@@ -1,20 +1,21 @@
 """``best``: srquant's strongest low-bit recipe, built from the parts that measure best on its models
-(docs/best.md has the ablation that chose them).
+(docs/best.md has the held-out selection and the ablation that chose them).
 
 1. **Mixed precision** (optional, ``avg_bits``): each in-scope layer gets 3, 4, 6 or 8 bits from its measured
-   output sensitivity on the calibration patches, so that the size-weighted average bits meet the budget
-   (:mod:`srquant.quant.mixed_precision`).
-2. **Squared-error initial ranges**: weights per channel, activations per tensor (the MSE baseline); with
-   ``dual_region`` the layer inputs use the outlier-aware dual-region grid that spends all 2^b codes
-   (``level_split="full"``), initialised by squared error too.
-3. **Block reconstruction with QDrop**: per block, learned weight rounding (AdaRound), learned activation bounds and
-   learned weight bounds (LSQ-style), inputs and activations randomly dropped to float (QDrop).
-4. **Network distillation** (optional, ``network_iters``): the activation bounds of the whole network are then
-   fitted to the float model's output (rounding and weight ranges fixed), as 2DQuant's distillation step.
+   output sensitivity on the calibration patches (MSE ranges, one layer quantized at a time), so that the
+   size-weighted average bits meet the budget (:mod:`srquant.quant.mixed_precision`).
+2. **Initial grids**: weights per channel with squared-error ranges. Layer inputs (``activations``): ``subset``
+   (default), DFSQ's per-channel point sets on a per-sample normalization (float statistics at run time, so a
+   simulation recipe, not an integer scheme); ``uniform``, per-tensor squared-error ranges (what integer runtimes
+   run); ``dual-region``, the outlier-aware grid spending all 2^b codes (``level_split="full"``).
+3. **Block reconstruction with QDrop**: per block, learned weight rounding (AdaRound) and, for uniform and
+   dual-region inputs, learned input bounds (LSQ-style); inputs and activations randomly dropped to float (QDrop).
+   ``learn_weight_range`` also learns the weight bounds.
+4. **Network distillation** (optional, ``network_iters``): the input bounds of the whole network are then fitted
+   to the float model's output (rounding and weight ranges fixed), as 2DQuant's distillation step.
 
-``budget`` picks the step counts: ``full`` (default, 300 reconstruction steps per block) or ``fast`` (60 steps);
-explicit ``iters`` / ``network_iters`` override it. The defaults are what the ablation on held-out calibration
-images chose (docs/best.md); the options it measured and left off stay available.
+``budget`` picks the reconstruction steps per block: ``full`` (default, 120) or ``fast`` (30); ``iters``
+overrides it.
 """
 from __future__ import annotations
 
@@ -27,13 +28,16 @@ from ..quant.dual_region import DualRegionQuantizer, dual_region_mse_range
 from ..quant.mixed_precision import CANDIDATE_BITS, allocate_bits, layer_costs, layer_sensitivities
 from ..quant.model import calibrate_ranges, prepare
 from ..quant.observers import mse_range
+from ..quant.subset import SubsetQuantizer
 from ..quant.tuning import reconstruct
 from ..quant.walk import quant_layers
 from .base import register_method
+from .dfsq import DFSQConfig, dfsq, install_subset_quantizers
 from .reconstruction import QDropConfig
 from .uniform import MSEConfig, minmax_weights, mse, mse_weights
 
-BUDGETS = {"full": 300, "fast": 60}  # reconstruction steps per block
+BUDGETS = {"full": 120, "fast": 30}  # reconstruction steps per block
+ACTIVATIONS = ("subset", "uniform", "dual-region")
 
 
 @dataclass
@@ -45,7 +49,7 @@ class BestConfig(QDropConfig):
     budget: str = "full"  # full | fast: the reconstruction steps per block when iters is None
     iters: int | None = None  # reconstruction steps per block
     network_iters: int = 0  # distillation steps on the whole network (0: skip)
-    dual_region: bool = False  # layer inputs on the dual-region grid (all 2^b codes: dense region + outlier sides)
+    activations: str = "subset"  # layer-input grids: subset (DFSQ's) | uniform (per tensor) | dual-region
     learn_weight_range: bool = False  # also learn weight bounds in the block reconstruction
     lr_weight_range: float = 1e-3  # relative to each weight quantizer's range width
     lr_network: float = 1e-3  # distillation: Adam on all bounds, relative to each range width
@@ -67,6 +71,11 @@ class BestConfig(QDropConfig):
                 raise ValueError(f"{name} must be within {min(CANDIDATE_BITS)}..{max(CANDIDATE_BITS)}, got {value}")
         if self.avg_bits is None and (self.w_avg_bits is None) != (self.a_avg_bits is None):
             raise ValueError("give both w_avg_bits and a_avg_bits, or avg_bits")
+        if self.activations not in ACTIVATIONS:
+            raise ValueError(f"activations must be one of {ACTIVATIONS}, got {self.activations!r}")
+        if self.network_iters and self.activations == "subset":
+            raise ValueError("network_iters tunes input bounds, which subset grids do not have; use "
+                             "activations='uniform' or 'dual-region'")
 
     @property
     def mixed(self) -> bool:
@@ -113,9 +122,18 @@ def init_ranges(qmodel: nn.Module, calib: torch.Tensor, config: BestConfig) -> N
     calibrate_ranges(qmodel, calib, config, act, mse_weights if config.init == "mse" else minmax_weights)
 
 
+def subset_config(config: BestConfig) -> DFSQConfig:
+    """The DFSQ settings of ``activations="subset"``: DFSQ's defaults for the activations, best's weight settings."""
+    return DFSQConfig(w_bits=config.w_bits, a_bits=config.a_bits, scope=config.scope, overrides=config.overrides,
+                      w_granularity=config.w_granularity, w_symmetric=config.w_symmetric, weight_range="mse",
+                      seed=config.seed, batch_size=config.batch_size)
+
+
 def install(qmodel: nn.Module, config: BestConfig) -> None:
-    """Dual-region input quantizers when ``dual_region`` is set."""
-    if config.dual_region:
+    """DFSQ subset or dual-region input quantizers, as ``activations`` says."""
+    if config.activations == "subset":
+        install_subset_quantizers(qmodel, subset_config(config))
+    if config.activations == "dual-region":
         for _, layer in quant_layers(qmodel):
             if not isinstance(layer.input_quant, DualRegionQuantizer):
                 layer.input_quant = DualRegionQuantizer(layer.input_quant.bits, "full")
@@ -125,8 +143,13 @@ def set_bits(qmodel: nn.Module, bits: dict[str, int]) -> None:
     """Give each named quantized layer its weight and input width (before calibration)."""
     layers = dict(quant_layers(qmodel))
     for name, b in bits.items():
-        layers[name].weight_quant.bits = b
-        layers[name].input_quant.bits = b
+        layer = layers[name]
+        layer.weight_quant.bits = b
+        if isinstance(layer.input_quant, SubsetQuantizer):  # its point table has 2^b rows: a new one
+            old = layer.input_quant
+            layer.input_quant = SubsetQuantizer(b, old.channels, channelwise=old.channelwise, normalize=old.normalize)
+        else:
+            layer.input_quant.bits = b
 
 
 @register_method(BestConfig, install=install)
@@ -136,7 +159,10 @@ def best(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: Be
         set_bits(qmodel, bits)
         overrides = {**config.overrides, **{n: {"w_bits": b, "a_bits": b} for n, b in bits.items()}}
         qmodel.srquant_config = replace(config, overrides=overrides)  # a saved model reloads with these widths
-    init_ranges(qmodel, calib, config)
+    if config.activations == "subset":  # DFSQ's point selection; weights by squared error as init_ranges
+        dfsq(qmodel, fp_model, calib, subset_config(config))
+    else:
+        init_ranges(qmodel, calib, config)
     reconstruct(qmodel, fp_model, calib, config.tuning(
         unit="block", learn_rounding=True, learn_act_range=True, learn_weight_range=config.learn_weight_range,
         lr_weight_range=config.lr_weight_range, input_source="qdrop" if config.drop_prob > 0 else "quant",
