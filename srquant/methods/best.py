@@ -2,7 +2,7 @@
 (docs/best.md has the held-out selection and the ablation that chose them).
 
 1. **Mixed precision** (optional, ``avg_bits``): each in-scope layer gets 3, 4, 6 or 8 bits from its measured
-   output sensitivity on the calibration patches (MSE ranges, one layer quantized at a time), so that the
+   output sensitivity on the calibration patches (step 2's grids, one layer quantized at a time), so that the
    size-weighted average bits meet the budget (:mod:`srquant.quant.mixed_precision`).
 2. **Initial grids**: weights per channel with squared-error ranges. Layer inputs (``activations``): ``subset``
    (default), DFSQ's per-channel point sets on a per-sample normalization (float statistics at run time, so a
@@ -34,7 +34,7 @@ from ..quant.walk import quant_layers
 from .base import register_method
 from .dfsq import DFSQConfig, dfsq, install_subset_quantizers
 from .reconstruction import QDropConfig
-from .uniform import MSEConfig, minmax_weights, mse, mse_weights
+from .uniform import minmax_weights, mse_weights
 
 BUDGETS = {"full": 120, "fast": 30}  # reconstruction steps per block
 ACTIVATIONS = ("subset", "uniform", "dual-region")
@@ -87,17 +87,15 @@ class BestConfig(QDropConfig):
         return float(w), float(a)
 
 
-def allocate(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> dict[str, int]:
-    """Per-layer widths for the budget, from each layer's output MSE alone at each candidate width (MSE ranges)."""
-    names = [name for name, _ in quant_layers(qmodel)]
-    shared = dict(scope=config.scope, overrides=config.overrides, w_granularity=config.w_granularity,
-                  a_granularity=config.a_granularity, w_symmetric=config.w_symmetric,
-                  a_symmetric=config.a_symmetric, seed=config.seed, batch_size=config.batch_size, grid=config.grid)
+def allocate(fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> dict[str, int]:
+    """Per-layer widths for the budget, from each layer's output MSE alone at each candidate width, on best's own
+    initial grids (before reconstruction)."""
     quantized = {}
     for b in CANDIDATE_BITS:
-        config_b = MSEConfig(w_bits=b, a_bits=b, **shared)
+        config_b = replace(config, w_bits=b, a_bits=b, avg_bits=None, w_avg_bits=None, a_avg_bits=None)
         quantized[b] = prepare(fp_model, config_b)
-        mse(quantized[b], fp_model, calib, config_b)
+        install(quantized[b], config_b)
+        initial_grids(quantized[b], fp_model, calib, config_b)
     with torch.no_grad():
         reference = fp_model(calib)
 
@@ -105,9 +103,18 @@ def allocate(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config
         with torch.no_grad():
             return float((model(calib) - reference).pow(2).mean())
 
+    names = [name for name, _ in quant_layers(quantized[CANDIDATE_BITS[0]])]
     sensitivity = layer_sensitivities(quantized, names, output_mse, progress=config.progress)
     costs = layer_costs(fp_model, calib[:1], names)
     return allocate_bits(sensitivity, costs, *config.budgets())
+
+
+def initial_grids(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> None:
+    """Step 2: DFSQ's point selection for subset inputs (weights by squared error), else :func:`init_ranges`."""
+    if config.activations == "subset":
+        dfsq(qmodel, fp_model, calib, subset_config(config))
+    else:
+        init_ranges(qmodel, calib, config)
 
 
 def init_ranges(qmodel: nn.Module, calib: torch.Tensor, config: BestConfig) -> None:
@@ -155,14 +162,11 @@ def set_bits(qmodel: nn.Module, bits: dict[str, int]) -> None:
 @register_method(BestConfig, install=install)
 def best(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> None:
     if config.mixed:
-        bits = allocate(qmodel, fp_model, calib, config)
+        bits = allocate(fp_model, calib, config)
         set_bits(qmodel, bits)
         overrides = {**config.overrides, **{n: {"w_bits": b, "a_bits": b} for n, b in bits.items()}}
         qmodel.srquant_config = replace(config, overrides=overrides)  # a saved model reloads with these widths
-    if config.activations == "subset":  # DFSQ's point selection; weights by squared error as init_ranges
-        dfsq(qmodel, fp_model, calib, subset_config(config))
-    else:
-        init_ranges(qmodel, calib, config)
+    initial_grids(qmodel, fp_model, calib, config)
     reconstruct(qmodel, fp_model, calib, config.tuning(
         unit="block", learn_rounding=True, learn_act_range=True, learn_weight_range=config.learn_weight_range,
         lr_weight_range=config.lr_weight_range, input_source="qdrop" if config.drop_prob > 0 else "quant",
