@@ -50,6 +50,7 @@ class BestConfig(QDropConfig):
     iters: int | None = None  # reconstruction steps per block
     network_iters: int = 0  # distillation steps on the whole network (0: skip)
     activations: str = "subset"  # layer-input grids: subset (DFSQ's) | uniform (per tensor) | dual-region
+    static_clamp: bool = False  # subset: clamp each input channel to its calibration range first (PAN-like models)
     learn_weight_range: bool = False  # also learn weight bounds in the block reconstruction
     lr_weight_range: float = 1e-3  # relative to each weight quantizer's range width
     lr_network: float = 1e-3  # distillation: Adam on all bounds, relative to each range width
@@ -133,7 +134,7 @@ def subset_config(config: BestConfig) -> DFSQConfig:
     """The DFSQ settings of ``activations="subset"``: DFSQ's defaults for the activations, best's weight settings."""
     return DFSQConfig(w_bits=config.w_bits, a_bits=config.a_bits, scope=config.scope, overrides=config.overrides,
                       w_granularity=config.w_granularity, w_symmetric=config.w_symmetric, weight_range="mse",
-                      seed=config.seed, batch_size=config.batch_size)
+                      static_clamp=config.static_clamp, seed=config.seed, batch_size=config.batch_size)
 
 
 def install(qmodel: nn.Module, config: BestConfig) -> None:
