@@ -14,8 +14,7 @@ from torch import nn
 from ..data.benchmark import BenchmarkFolder
 from ..evaluate import evaluate, model_predictor
 from ..quant.walk import quant_layers
-from ..results import write_text_atomic
-from .sensitivity import rows_to_csv, rows_to_markdown
+from .sensitivity import write_rows
 
 
 def layer_loss_scan(qmodel: nn.Module, model: nn.Module, datasets: Sequence[BenchmarkFolder],
@@ -57,8 +56,4 @@ def layer_loss_scan(qmodel: nn.Module, model: nn.Module, datasets: Sequence[Benc
 
 def write_layer_loss(rows: list[dict[str, Any]], out: str | Path, title: str = "") -> list[Path]:
     """``layer_loss.csv`` and ``layer_loss.md``."""
-    out = Path(out)
-    paths = [out / "layer_loss.csv", out / "layer_loss.md"]
-    write_text_atomic(paths[0], rows_to_csv(rows))
-    write_text_atomic(paths[1], rows_to_markdown(rows, title))
-    return paths
+    return write_rows(rows, out, "layer_loss", title)

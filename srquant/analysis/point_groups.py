@@ -21,8 +21,7 @@ from ..data.benchmark import BenchmarkFolder
 from ..evaluate import evaluate, model_predictor
 from ..methods import config_class
 from ..quant.walk import quant_layers
-from ..results import write_text_atomic
-from .sensitivity import rows_to_csv, rows_to_markdown
+from .sensitivity import write_rows
 
 
 def point_groups(qmodel: nn.Module, scope: str) -> dict[str, list[nn.Module]]:
@@ -72,8 +71,4 @@ def point_group_scan(model: nn.Module, calib: torch.Tensor, datasets: Sequence[B
 
 def write_point_groups(rows: list[dict[str, Any]], out: str | Path, title: str = "") -> list[Path]:
     """``point_groups.csv`` and ``point_groups.md``."""
-    out = Path(out)
-    paths = [out / "point_groups.csv", out / "point_groups.md"]
-    write_text_atomic(paths[0], rows_to_csv(rows))
-    write_text_atomic(paths[1], rows_to_markdown(rows, title))
-    return paths
+    return write_rows(rows, out, "point_groups", title)

@@ -61,6 +61,15 @@ def rows_to_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_rows(rows: list[dict[str, Any]], out: str | Path, stem: str, title: str = "") -> list[Path]:
+    """``OUT/<stem>.csv`` and ``OUT/<stem>.md`` of a table of rows (written atomically)."""
+    out = Path(out)
+    paths = [out / f"{stem}.csv", out / f"{stem}.md"]
+    write_text_atomic(paths[0], rows_to_csv(rows))
+    write_text_atomic(paths[1], rows_to_markdown(rows, title))
+    return paths
+
+
 def write_sensitivity(rows: list[dict[str, Any]], out: str | Path, title: str = "") -> list[Path]:
     """``sensitivity.csv``, ``sensitivity.md`` and a bar plot ``sensitivity.png`` of the drop per layer."""
     import matplotlib
