@@ -8,7 +8,7 @@ from test_bench import write_tiny_set
 
 def test_layer_loss_table(tmp_path, capsys):
     data = write_tiny_set(tmp_path / "tiny")
-    model = srquant.create("abpn", 4)
+    model = srquant.create("abpn", 4, pretrained=True)  # trained: quantization costs real dB
     qmodel = srquant.quantize(model, MinMaxConfig(w_bits=4, a_bits=4), calibration_batch(model.sr_info, n=4, patch=16))
     srquant.save(qmodel, tmp_path / "q.pt")
     out = tmp_path / "out"
@@ -21,5 +21,5 @@ def test_layer_loss_table(tmp_path, capsys):
     assert len(layers) == sum(1 for _ in srquant.quant.walk.quant_layers(qmodel))
     assert all(row[1] == row[2] == "4" for row in layers)
     every_weight = float(lines[-2].split(",")[3])
-    assert every_weight > 0  # W4 weights in float recover PSNR on a W4A4 model
+    assert every_weight > 0.05  # W4 weights in float recover PSNR on a W4A4 model
     assert lines[-1].startswith("every input,")
