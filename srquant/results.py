@@ -57,6 +57,18 @@ def read_results(path: str | Path) -> list[ResultRecord]:
         raise ArtifactError(f"results file {path} does not follow the result schema ({err!r})") from None
 
 
+def bits_label(r: ResultRecord) -> str:
+    """``W4A4``, ``FP32``, or for a mixed-precision model its average-bits budgets (``mixed avg W4A6``)."""
+    if r.w_bits is None:
+        return "FP32"
+    config = r.config or {}
+    if config.get("avg_bits") is not None or config.get("w_avg_bits") is not None:
+        w = config["w_avg_bits"] if config.get("w_avg_bits") is not None else config["avg_bits"]
+        a = config["a_avg_bits"] if config.get("a_avg_bits") is not None else config["avg_bits"]
+        return f"mixed avg W{w:g}A{a:g}"
+    return f"W{r.w_bits}A{r.a_bits}"
+
+
 def markdown_table(records: list[ResultRecord]) -> str:
     """PSNR/SSIM table: one row per (model, method, bits), one column pair per dataset; a backend column when the
     records come from more than one backend (a simulation and its runtime)."""
@@ -64,8 +76,7 @@ def markdown_table(records: list[ResultRecord]) -> str:
     backends = len({r.backend for r in records}) > 1
     rows: dict[tuple, dict[str, ResultRecord]] = {}
     for r in records:
-        bits = "FP32" if r.w_bits is None else f"W{r.w_bits}A{r.a_bits}"
-        key = (r.model, f"x{r.scale}", str(r.method), bits) + ((r.backend,) if backends else ())
+        key = (r.model, f"x{r.scale}", str(r.method), bits_label(r)) + ((r.backend,) if backends else ())
         rows.setdefault(key, {})[r.dataset] = r
     columns = ["model", "scale", "method", "bits"] + (["backend"] if backends else [])
     head = "| " + " | ".join(columns) + " | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets) + " |"

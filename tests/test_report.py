@@ -1,6 +1,7 @@
 """Plots, the self-contained HTML report (rendered in headless Chromium) and BENCHMARKS.md generation."""
 import base64
 import io
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -181,3 +182,12 @@ def test_benchmarks_markdown_from_the_cache(sweep):
     links = re.findall(r"\]\(([^)]+\.png)\)", text)
     assert links == ["benchmarks/plots/abpn_x4_psnr.png", "benchmarks/plots/abpn_x4_W4A4_crops.png"]
     assert all((md.parent / link).read_bytes()[:8] == PNG_MAGIC for link in links)
+
+
+def test_results_table_labels_mixed_precision_by_its_budgets():
+    from srquant.results import markdown_table
+
+    mixed = dataclasses.replace(_record("A", "best", 4, 28.0), config={"avg_bits": None, "w_avg_bits": 4.0,
+                                                                       "a_avg_bits": 6.0})
+    table = markdown_table([_record("A", "fp32", None, 30.0), _record("A", "best", 4, 27.0), mixed])
+    assert "| fp32 | FP32 |" in table and "| best | W4A4 |" in table and "| best | mixed avg W4A6 |" in table
