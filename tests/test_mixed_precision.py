@@ -1,11 +1,13 @@
 """Mixed precision under a size budget: costs, sensitivities and the greedy allocation (srquant.quant.mixed_precision)."""
+import copy
+
 import pytest
 import torch
 
 import srquant
 from srquant.methods import MinMaxConfig
-from srquant.quant.mixed_precision import (LayerCost, allocate_bits, average_bits, bit_overrides, layer_costs,
-                                           layer_sensitivities)
+from srquant.quant.mixed_precision import (LayerCost, allocate_bits, allocate_split, average_bits, bit_overrides,
+                                           layer_costs, layer_sensitivities)
 from srquant.quant.walk import quant_layers
 
 from conftest import TinyResidualNet, tiny_calib
@@ -45,6 +47,15 @@ def test_allocation_respects_separate_weight_and_activation_budgets():
     assert allocate_bits(sens, costs, w_budget=4.0) == {"big": 4, "wide": 4}
 
 
+def test_split_allocation_gives_weights_and_inputs_their_own_widths():
+    costs = {"a": LayerCost(100, 1.0), "b": LayerCost(100, 1.0)}
+    w_sens = {"a": {3: 10.0, 4: 5.0, 6: 1.0, 8: 0.0}, "b": {3: 1.0, 4: 0.5, 6: 0.1, 8: 0.0}}
+    a_sens = {"a": w_sens["b"], "b": w_sens["a"]}  # the inputs rank the other way round
+    assert allocate_split(w_sens, a_sens, costs, 4.5) == {"a": (6, 3), "b": (3, 6)}
+    assert allocate_split(w_sens, a_sens, costs, 3.0, 8.0) == {"a": (3, 8), "b": (3, 8)}
+    assert bit_overrides({"a": (6, 3), "b": 4}) == {"a": {"w_bits": 6, "a_bits": 3}, "b": {"w_bits": 4, "a_bits": 4}}
+
+
 def test_sensitivities_equal_quantizing_one_layer_alone_and_fall_with_width():
     torch.manual_seed(0)
     model, calib = TinyResidualNet(c=8).eval(), tiny_calib()
@@ -62,6 +73,15 @@ def test_sensitivities_equal_quantizing_one_layer_alone_and_fall_with_width():
         alone = srquant.quantize(model, MinMaxConfig(w_bits=3, a_bits=3, scope="all",
                                                      overrides={"*": "fp", name: {"w_bits": 3, "a_bits": 3}}), calib)
         assert sens[name][3] == pytest.approx(loss(alone), rel=1e-6)
+    weights = layer_sensitivities(quantized, ["head"], loss, part="weights")["head"][3]
+    inputs = layer_sensitivities(quantized, ["head"], loss, part="inputs")["head"][3]
+    only_weights = copy.deepcopy(model)  # the float model with the head's 3-bit weights
+    head = dict(quant_layers(quantized[3]))["head"]
+    with torch.no_grad():
+        only_weights.head.weight.copy_(head.weight_quant(head.weight))
+    assert weights == pytest.approx(loss(only_weights), rel=1e-6) and 0 < inputs < sens["head"][3]
+    with pytest.raises(ValueError, match="part must be"):
+        layer_sensitivities(quantized, ["head"], loss, part="bias")
     assert all(q.mode == "quant" for m in quantized.values() for _, layer in quant_layers(m)
                for q in (layer.weight_quant, layer.input_quant))  # the scan leaves every quantizer on
 

@@ -1,9 +1,10 @@
 """``best``: srquant's strongest low-bit recipe, built from the parts that measure best on its models
 (docs/best.md has the held-out selection and the ablation that chose them).
 
-1. **Mixed precision** (optional, ``avg_bits``): each in-scope layer gets 3, 4, 6 or 8 bits from its measured
-   output sensitivity on the calibration patches (step 2's grids, one layer quantized at a time), so that the
-   size-weighted average bits meet the budget (:mod:`srquant.quant.mixed_precision`).
+1. **Mixed precision** (optional, ``avg_bits``): the weights and the input of each in-scope layer each get 3, 4, 6
+   or 8 bits from their measured output sensitivity on the calibration patches (step 2's grids, one layer's
+   weights or input quantized at a time), so that the size-weighted average weight and input bits meet their
+   budgets (:mod:`srquant.quant.mixed_precision`).
 2. **Initial grids**: weights per channel with squared-error ranges. Layer inputs (``activations``): ``subset``
    (default), DFSQ's per-channel point sets on a per-sample normalization (float statistics at run time, so a
    simulation recipe, not an integer scheme); ``uniform``, per-tensor squared-error ranges (what integer runtimes
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from ..quant.dual_region import DualRegionQuantizer, dual_region_mse_range
-from ..quant.mixed_precision import CANDIDATE_BITS, allocate_bits, layer_costs, layer_sensitivities
+from ..quant.mixed_precision import CANDIDATE_BITS, allocate_split, bit_overrides, layer_costs, layer_sensitivities
 from ..quant.model import calibrate_ranges, prepare
 from ..quant.observers import mse_range
 from ..quant.subset import SubsetQuantizer
@@ -88,9 +89,9 @@ class BestConfig(QDropConfig):
         return float(w), float(a)
 
 
-def allocate(fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> dict[str, int]:
-    """Per-layer widths for the budget, from each layer's output MSE alone at each candidate width, on best's own
-    initial grids (before reconstruction)."""
+def allocate(fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> dict[str, tuple[int, int]]:
+    """Per-layer (weight, input) widths for the budgets, from the output MSE of each layer's weights, then its input,
+    quantized alone at each candidate width on best's own initial grids (before reconstruction)."""
     quantized = {}
     for b in CANDIDATE_BITS:
         config_b = replace(config, w_bits=b, a_bits=b, avg_bits=None, w_avg_bits=None, a_avg_bits=None)
@@ -105,9 +106,10 @@ def allocate(fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> di
             return float((model(calib) - reference).pow(2).mean())
 
     names = [name for name, _ in quant_layers(quantized[CANDIDATE_BITS[0]])]
-    sensitivity = layer_sensitivities(quantized, names, output_mse, progress=config.progress)
+    w_sensitivity = layer_sensitivities(quantized, names, output_mse, part="weights", progress=config.progress)
+    a_sensitivity = layer_sensitivities(quantized, names, output_mse, part="inputs", progress=config.progress)
     costs = layer_costs(fp_model, calib[:1], names)
-    return allocate_bits(sensitivity, costs, *config.budgets())
+    return allocate_split(w_sensitivity, a_sensitivity, costs, *config.budgets())
 
 
 def initial_grids(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: BestConfig) -> None:
@@ -147,17 +149,18 @@ def install(qmodel: nn.Module, config: BestConfig) -> None:
                 layer.input_quant = DualRegionQuantizer(layer.input_quant.bits, "full")
 
 
-def set_bits(qmodel: nn.Module, bits: dict[str, int]) -> None:
-    """Give each named quantized layer its weight and input width (before calibration)."""
+def set_bits(qmodel: nn.Module, bits: dict[str, tuple[int, int]]) -> None:
+    """Give each named quantized layer its (weight, input) widths (before calibration)."""
     layers = dict(quant_layers(qmodel))
-    for name, b in bits.items():
+    for name, (w_bits, a_bits) in bits.items():
         layer = layers[name]
-        layer.weight_quant.bits = b
+        layer.weight_quant.bits = w_bits
         if isinstance(layer.input_quant, SubsetQuantizer):  # its point table has 2^b rows: a new one
             old = layer.input_quant
-            layer.input_quant = SubsetQuantizer(b, old.channels, channelwise=old.channelwise, normalize=old.normalize)
+            layer.input_quant = SubsetQuantizer(a_bits, old.channels, channelwise=old.channelwise,
+                                                normalize=old.normalize)
         else:
-            layer.input_quant.bits = b
+            layer.input_quant.bits = a_bits
 
 
 @register_method(BestConfig, install=install)
@@ -165,7 +168,7 @@ def best(qmodel: nn.Module, fp_model: nn.Module, calib: torch.Tensor, config: Be
     if config.mixed:
         bits = allocate(fp_model, calib, config)
         set_bits(qmodel, bits)
-        overrides = {**config.overrides, **{n: {"w_bits": b, "a_bits": b} for n, b in bits.items()}}
+        overrides = {**config.overrides, **bit_overrides(bits)}
         qmodel.srquant_config = replace(config, overrides=overrides)  # a saved model reloads with these widths
     initial_grids(qmodel, fp_model, calib, config)
     reconstruct(qmodel, fp_model, calib, config.tuning(

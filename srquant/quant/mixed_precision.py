@@ -8,7 +8,9 @@ Three small steps, each usable alone:
   float), from models calibrated at each width and a loss on calibration data, never on a test set;
 * :func:`allocate_bits`: the widths that keep the size-weighted average weight and activation bits within their
   budgets with the least summed sensitivity (greedy: start every layer at the narrowest candidate, then take the
-  upgrade with the best sensitivity gain per budget share until no upgrade fits).
+  upgrade with the best sensitivity gain per budget share until no upgrade fits). One width per layer, for its
+  weights and its input; :func:`allocate_split` gives weights and inputs their own widths, each from its own
+  sensitivity (``layer_sensitivities(..., part="weights")`` and ``part="inputs"``) and budget.
 
 :func:`bit_overrides` turns an allocation into the ``overrides`` every method config takes.
 """
@@ -53,24 +55,34 @@ def layer_costs(model: nn.Module, example: torch.Tensor, layers: Sequence[str]) 
     return {n: LayerCost(modules[n].weight.numel(), seen.get(n, 0.0)) for n in layers}
 
 
+SENSITIVITY_PARTS = ("both", "weights", "inputs")
+
+
 def layer_sensitivities(quantized: Mapping[int, nn.Module], layers: Sequence[str], loss: Callable[[nn.Module], float],
-                        progress: bool = False) -> dict[str, dict[int, float]]:
-    """``loss`` with only ``layer`` quantized at W``b``A``b``, for each layer and each width ``b`` of ``quantized``.
+                        part: str = "both", progress: bool = False) -> dict[str, dict[int, float]]:
+    """``loss`` with only ``layer`` quantized at width ``b``, for each layer and each width ``b`` of ``quantized``.
 
     ``quantized`` maps each candidate width to a model calibrated with every layer at that width; each layer's
     quantizers are switched on alone (the rest run float), which equals quantizing that layer alone whenever the
-    calibration observes the float path (MinMax, percentile, MSE). ``loss(model)`` measures it on calibration data
-    (e.g. the output MSE against the float model).
+    calibration observes the float path (MinMax, percentile, MSE). ``part`` picks what is switched on: the layer's
+    weights and input (``both``), or only one of them. ``loss(model)`` measures it on calibration data (e.g. the
+    output MSE against the float model).
     """
     from tqdm.auto import tqdm
 
+    if part not in SENSITIVITY_PARTS:
+        raise ValueError(f"part must be one of {SENSITIVITY_PARTS}, got {part!r}")
     result: dict[str, dict[int, float]] = {name: {} for name in layers}
-    bar = tqdm(total=len(layers) * len(quantized), desc="layer sensitivity", disable=not progress, leave=False)
+    bar = tqdm(total=len(layers) * len(quantized), desc=f"layer sensitivity ({part})", disable=not progress,
+               leave=False)
     for bits, qmodel in quantized.items():
         modules = dict(qmodel.named_modules())
         for name in layers:
             with quantizers_off(qmodel):
-                modules[name].weight_quant.mode = modules[name].input_quant.mode = "quant"
+                if part != "inputs":
+                    modules[name].weight_quant.mode = "quant"
+                if part != "weights":
+                    modules[name].input_quant.mode = "quant"
                 result[name][bits] = float(loss(qmodel))
             bar.update()
     bar.close()
@@ -118,6 +130,19 @@ def allocate_bits(sensitivity: Mapping[str, Mapping[int, float]], costs: Mapping
         bits[best[1]] = best[2]
 
 
-def bit_overrides(bits: Mapping[str, int]) -> dict[str, dict[str, int]]:
-    """Scope overrides giving each named layer its width (weights and activations)."""
-    return {name: {"w_bits": b, "a_bits": b} for name, b in bits.items()}
+def allocate_split(w_sensitivity: Mapping[str, Mapping[int, float]], a_sensitivity: Mapping[str, Mapping[int, float]],
+                   costs: Mapping[str, LayerCost], w_budget: float, a_budget: float | None = None
+                   ) -> dict[str, tuple[int, int]]:
+    """(weight width, input width) per layer: the weights allocated from their own sensitivity within ``w_budget``,
+    the inputs from theirs within ``a_budget`` (default the same), each by :func:`allocate_bits`."""
+    a_budget = w_budget if a_budget is None else a_budget
+    w_bits = allocate_bits(w_sensitivity, {n: LayerCost(c.params, 0.0) for n, c in costs.items()}, w_budget, 8.0)
+    a_bits = allocate_bits(a_sensitivity, {n: LayerCost(0, c.act_per_pixel) for n, c in costs.items()}, 8.0, a_budget)
+    return {name: (w_bits[name], a_bits[name]) for name in costs}
+
+
+def bit_overrides(bits: Mapping[str, int | tuple[int, int]]) -> dict[str, dict[str, int]]:
+    """Scope overrides giving each named layer its width: one for weights and activations, or a (weights, input)
+    pair."""
+    pairs = {name: b if isinstance(b, tuple) else (b, b) for name, b in bits.items()}
+    return {name: {"w_bits": w, "a_bits": a} for name, (w, a) in pairs.items()}
